@@ -1,0 +1,115 @@
+import { z } from 'zod';
+
+/**
+ * Training configuration: `config/training.yaml` (key `training`), merged with the per-category
+ * overrides of `config/categories.yaml`, the pipeline YAML's `training:` block and CLI flags.
+ * Keys are snake_case because they are what users type in YAML.
+ */
+const positiveInt = z.number().int().positive();
+const unit = z.number().min(0).max(1);
+
+export const augmentationSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    rotation_limit: z.number().min(0).max(180).default(30),
+    hflip: z.boolean().default(true),
+    vflip: z.boolean().default(false),
+    noise_factor: z.number().min(0).max(1).default(0.05),
+    brightness_limit: unit.default(0.2),
+    contrast_limit: unit.default(0.2),
+  })
+  .strict();
+
+export const lossSchema = z
+  .object({
+    mse: z.number().min(0).default(1.0),
+    ssim: z.number().min(0).default(0.5),
+    perceptual: z.number().min(0).default(0.1),
+    edge: z.number().min(0).default(0.2),
+    /** Folder of a frozen tfjs feature extractor (model.json); none: documented fallback. */
+    perceptual_model: z.string().nullable().default(null),
+  })
+  .strict();
+
+export const lrScheduleSchema = z
+  .object({
+    name: z.enum(['constant', 'cosine', 'step', 'plateau']).default('cosine'),
+    min_lr: z.number().min(0).default(1e-6),
+    step_epochs: positiveInt.default(30),
+    gamma: z.number().positive().max(1).default(0.5),
+    plateau_patience: positiveInt.default(5),
+  })
+  .strict();
+
+export const anomalyMapSchema = z
+  .object({
+    mse_weight: z.number().min(0).default(1.0),
+    ssim_weight: z.number().min(0).default(1.0),
+    smoothing_sigma: z.number().min(0).default(2),
+    score: z.enum(['max', 'topk_mean']).default('max'),
+    topk: positiveInt.default(50),
+  })
+  .strict();
+
+export const thresholdSchema = z
+  .object({
+    strategy: z.enum(['f1', 'percentile', 'mean_std', 'fpr', 'youden']).default('percentile'),
+    percentile: z.number().min(0).max(100).default(99),
+    k: z.number().min(0).default(3),
+    fpr: unit.default(0.01),
+    pixel_percentile: z.number().min(0).max(100).default(99.5),
+  })
+  .strict();
+
+export const trainingConfigSchema = z
+  .object({
+    image_size: positiveInt.default(128),
+    batch_size: positiveInt.default(32),
+    epochs: positiveInt.default(100),
+    seed: z.number().int().default(42),
+    val_fraction: z.number().gt(0).lt(1).default(0.2),
+    optimizer: z
+      .object({
+        name: z.enum(['adam', 'adamw']).default('adam'),
+        lr: z.number().positive().default(1e-4),
+        weight_decay: z.number().min(0).default(0),
+      })
+      .strict()
+      .default({ name: 'adam', lr: 1e-4, weight_decay: 0 }),
+    lr_schedule: lrScheduleSchema.default(lrScheduleSchema.parse({})),
+    early_stopping: z
+      .object({ patience: positiveInt.default(10), min_delta: z.number().min(0).default(0) })
+      .strict()
+      .default({ patience: 10, min_delta: 0 }),
+    grad_clip: z.number().positive().nullable().default(1.0),
+    mixed_precision: z.enum(['auto', 'off']).default('auto'),
+    backend: z.enum(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu']).default('auto'),
+    model: z
+      .object({ widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64, 128]) })
+      .strict()
+      .default({ widths: [16, 32, 64, 128] }),
+    loss: lossSchema.default(lossSchema.parse({})),
+    augmentation: augmentationSchema.default(augmentationSchema.parse({})),
+    checkpoint: z
+      .object({ every_epochs: positiveInt.default(1), keep_last: positiveInt.default(3) })
+      .strict()
+      .default({ every_epochs: 1, keep_last: 3 }),
+    data: z
+      .object({ on_corrupt: z.enum(['skip', 'fail']).default('skip') })
+      .strict()
+      .default({ on_corrupt: 'skip' }),
+    anomaly_map: anomalyMapSchema.default(anomalyMapSchema.parse({})),
+    threshold: thresholdSchema.default(thresholdSchema.parse({})),
+  })
+  .strict();
+
+export type TrainingConfig = z.infer<typeof trainingConfigSchema>;
+export type AugmentationConfig = z.infer<typeof augmentationSchema>;
+export type LossConfig = z.infer<typeof lossSchema>;
+export type AnomalyMapConfig = z.infer<typeof anomalyMapSchema>;
+export type ThresholdConfig = z.infer<typeof thresholdSchema>;
+
+/** The defaults of the original system, as a fully-populated object. */
+export function defaultTrainingConfig(): TrainingConfig {
+  return trainingConfigSchema.parse({});
+}

@@ -1,0 +1,85 @@
+/**
+ * The contract between the orchestration edge (Temporal activities) and the domain steps.
+ * Everything here is plain, JSON-serialisable data: activities exchange references to files under
+ * the run directory, never tensors or images.
+ */
+import type { TrainingConfig } from '../config/schema';
+
+/** The activities a pipeline YAML may name. `summary` runs once per pipeline, after all categories. */
+export const STEP_ACTIVITIES = ['preprocess', 'train', 'validate', 'checkpoint', 'threshold', 'report'] as const;
+export type StepActivity = (typeof STEP_ACTIVITIES)[number];
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** A file written by a step; `path` is relative to the run directory. */
+export interface ArtifactRef {
+  name: string;
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** What a step returns (and writes as `<stepDir>/result.json`, atomically, as its last act). */
+export interface StepResult {
+  step: string;
+  activity: StepActivity;
+  category: string;
+  outputs: ArtifactRef[];
+  /** Small facts worth showing (counts, metrics, backend, epochs); never bulk data. */
+  summary: Record<string, JsonValue>;
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** Everything a step needs, resolved by the client from YAML + config, passed through the workflow. */
+export interface StepContext {
+  /** Absolute: `runs/<pipeline>/<run-id>`. */
+  runDir: string;
+  pipeline: string;
+  runId: string;
+  category: string;
+  /** Absolute dataset root in the MVTec AD layout (`<dataRoot>/<category>/train/good`, ...). */
+  dataRoot: string;
+  /** Step name from the pipeline YAML. */
+  step: string;
+  /** Absolute: `<runDir>/<category>/<step>`; the step writes only below it. */
+  stepDir: string;
+  config: TrainingConfig;
+  /** The step's `params:` from YAML (free-form; each step validates its own). */
+  params: Record<string, JsonValue>;
+  /** Results of every upstream step (transitively), keyed by activity name. */
+  inputs: Partial<Record<StepActivity, StepResult>>;
+}
+
+/** Live progress; the activity heartbeats it, the CLI draws it, the Web UI shows it. */
+export interface ProgressDetails {
+  stage: string;
+  epoch?: number;
+  totalEpochs?: number;
+  batch?: number;
+  totalBatches?: number;
+  loss?: number;
+  valLoss?: number;
+  imagesPerSec?: number;
+  etaSec?: number;
+  /** Run-dir-relative path of the newest checkpoint, so a retry can resume from it. */
+  checkpoint?: string;
+  message?: string;
+}
+
+export interface StepHooks {
+  /** Called often (per batch); implementations throttle. Never throws. */
+  progress(details: ProgressDetails): void;
+  /** Aborted when the activity is cancelled or the worker shuts down: stop between batches. */
+  signal: AbortSignal;
+  /** Heartbeat details of the previous attempt of this activity, if any (resume hint). */
+  previousProgress?: ProgressDetails;
+  attempt: number;
+}
+
+export type StepFunction = (ctx: StepContext, hooks: StepHooks) => Promise<StepResult>;
+
+/** Hooks for running a step outside Temporal (CLI, tests). */
+export function localHooks(onProgress: (d: ProgressDetails) => void = () => {}): StepHooks {
+  return { progress: onProgress, signal: new AbortController().signal, attempt: 1 };
+}
