@@ -6,7 +6,14 @@
 import type { TrainingConfig } from '../config/schema';
 
 /** The activities a pipeline YAML may name. `summary` runs once per pipeline, after all categories. */
-export const STEP_ACTIVITIES = ['preprocess', 'train', 'validate', 'checkpoint', 'threshold', 'report'] as const;
+export const STEP_ACTIVITIES = [
+  'preprocess',
+  'train',
+  'validate',
+  'checkpoint',
+  'threshold',
+  'report',
+] as const;
 export type StepActivity = (typeof STEP_ACTIVITIES)[number];
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

@@ -33,7 +33,8 @@ export async function finishStep(
 /** Absolute path of an upstream artifact by activity and artifact name; throws naming what is missing. */
 export function inputPath(ctx: StepContext, activity: StepResult['activity'], name: string): string {
   const res = ctx.inputs[activity];
-  if (!res) throw new Error(`step '${ctx.step}' needs the output of a '${activity}' step, but none ran before it`);
+  if (!res)
+    throw new Error(`step '${ctx.step}' needs the output of a '${activity}' step, but none ran before it`);
   const ref = res.outputs.find((o) => o.name === name);
   if (!ref) throw new Error(`step '${ctx.step}': '${activity}' produced no artifact named '${name}'`);
   return join(ctx.runDir, ref.path);

@@ -17,7 +17,11 @@ export class UserError extends Error {
   readonly code: UserErrorCode;
   readonly details: Record<string, unknown>;
 
-  constructor(code: UserErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+  constructor(
+    code: UserErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'UserError';
     this.code = code;

@@ -1,0 +1,61 @@
+import * as tf from '@tensorflow/tfjs';
+
+export interface SsimOptions {
+  /** Gaussian window size (odd). */
+  windowSize?: number;
+  sigma?: number;
+  /** Dynamic range of the images (1 for [0,1]). */
+  maxVal?: number;
+}
+
+function gaussianKernel1d(size: number, sigma: number): number[] {
+  const half = (size - 1) / 2;
+  const k = Array.from({ length: size }, (_, i) => Math.exp(-((i - half) ** 2) / (2 * sigma * sigma)));
+  const sum = k.reduce((a, b) => a + b, 0);
+  return k.map((v) => v / sum);
+}
+
+/**
+ * Separable Gaussian blur per channel. Channels are folded into the batch and blurred with plain conv2d
+ * (not depthwise) because the wasm backend has training kernels for conv2d but none for depthwise conv.
+ */
+function blur(x: tf.Tensor4D, k1d: number[]): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w, c] = x.shape;
+    const size = k1d.length;
+    const perChannel = tf.transpose(x, [0, 3, 1, 2]).reshape([n * c, h, w, 1]) as tf.Tensor4D;
+    const kx = tf.tensor4d(k1d, [1, size, 1, 1]);
+    const ky = tf.tensor4d(k1d, [size, 1, 1, 1]);
+    const blurred = tf.conv2d(tf.conv2d(perChannel, kx, 1, 'same'), ky, 1, 'same');
+    return tf.transpose(blurred.reshape([n, c, h, w]), [0, 2, 3, 1]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Per-pixel SSIM map [N,H,W,C] (Wang et al. 2004; Gaussian window 11x11, sigma 1.5 by default,
+ * C1=(0.01L)^2, C2=(0.03L)^2), 'same' padding with zeros at the border.
+ */
+export function ssimMap(a: tf.Tensor4D, b: tf.Tensor4D, opts: SsimOptions = {}): tf.Tensor4D {
+  const { windowSize = 11, sigma = 1.5, maxVal = 1 } = opts;
+  const c1 = (0.01 * maxVal) ** 2;
+  const c2 = (0.03 * maxVal) ** 2;
+  const k = gaussianKernel1d(windowSize, sigma);
+  return tf.tidy(() => {
+    const muA = blur(a, k);
+    const muB = blur(b, k);
+    const muA2 = muA.square();
+    const muB2 = muB.square();
+    const muAB = muA.mul(muB);
+    const sigA2 = blur(a.square(), k).sub(muA2);
+    const sigB2 = blur(b.square(), k).sub(muB2);
+    const sigAB = blur(a.mul(b), k).sub(muAB);
+    const num = muAB.mul(2).add(c1).mul(sigAB.mul(2).add(c2));
+    const den = muA2.add(muB2).add(c1).mul(sigA2.add(sigB2).add(c2));
+    return num.div(den) as tf.Tensor4D;
+  });
+}
+
+/** Mean SSIM per image, shape [N]. */
+export function ssim(a: tf.Tensor4D, b: tf.Tensor4D, opts: SsimOptions = {}): tf.Tensor1D {
+  return tf.tidy(() => ssimMap(a, b, opts).mean([1, 2, 3]) as tf.Tensor1D);
+}
