@@ -113,3 +113,10 @@ export type ThresholdConfig = z.infer<typeof thresholdSchema>;
 export function defaultTrainingConfig(): TrainingConfig {
   return trainingConfigSchema.parse({});
 }
+
+/** A nested override of any subset of keys (config layers, CLI flags). Arrays are replaced whole. */
+export type DeepPartial<T> = T extends readonly unknown[]
+  ? T
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
