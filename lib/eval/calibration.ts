@@ -24,7 +24,7 @@ export interface Calibration {
   imageSize: number;
 }
 
-const clamp01 = (v: number): number => (v < 0 ? 0 : v > 1 ? 1 : v);
+const clamp01 = (v: number): number => (v < 0 ? 0 : Math.min(v, 1));
 
 /**
  * Maps a raw image score to [0,1] so that the decision threshold is exactly 0.5:
