@@ -1,0 +1,155 @@
+import * as tf from '@tensorflow/tfjs';
+import type { AnomalyMapConfig } from '../config/schema';
+import { ssimMap } from '../model/ssim';
+import { UserError } from '../util/errors';
+
+/**
+ * Per-pixel anomaly maps from an autoencoder's reconstruction, and the image score derived from them.
+ * Used by evaluation and by serving: the same function on both sides keeps calibrated thresholds valid.
+ *   map = mse_weight * mean_c (x - x')^2 + ssim_weight * mean_c (1 - SSIM(x, x')), Gaussian-smoothed;
+ *   score = max of the map, or mean of its top-k pixels.
+ */
+export interface ScoredImages {
+  /** n*size*size, row-major per image. */
+  maps: Float32Array;
+  scores: Float32Array;
+  /** Wall time per image (its batch's time / batch size), ms, one entry per image. */
+  latencyMs: number[];
+}
+
+export function checkAnomalyMapConfig(cfg: AnomalyMapConfig): void {
+  if (cfg.mse_weight === 0 && cfg.ssim_weight === 0) {
+    throw new UserError(
+      'INVALID_CONFIG',
+      'anomaly_map.mse_weight and anomaly_map.ssim_weight are both 0: the anomaly map would be constant',
+    );
+  }
+}
+
+/** Normalised 1-D Gaussian, radius ceil(4 sigma) like scipy.ndimage.gaussian_filter (truncate=4). */
+function gaussian1d(sigma: number, radius: number): number[] {
+  const k = Array.from({ length: 2 * radius + 1 }, (_, i) =>
+    Math.exp(-((i - radius) ** 2) / (2 * sigma * sigma)),
+  );
+  const sum = k.reduce((a, b) => a + b, 0);
+  return k.map((v) => v / sum);
+}
+
+/**
+ * Separable Gaussian blur of [N,H,W,1] maps. Mirror ('symmetric', scipy's 'reflect') padding rather
+ * than zeros: zero padding would pull border values down and hide defects at the image edge.
+ */
+export function smoothMaps(maps: tf.Tensor4D, sigma: number): tf.Tensor4D {
+  if (sigma <= 0) return maps.clone();
+  return tf.tidy(() => {
+    const [, h, w] = maps.shape;
+    const radius = Math.min(Math.ceil(4 * sigma), h, w);
+    const k = gaussian1d(sigma, radius);
+    const padded = tf.mirrorPad(
+      maps,
+      [
+        [0, 0],
+        [radius, radius],
+        [radius, radius],
+        [0, 0],
+      ],
+      'symmetric',
+    );
+    const kx = tf.tensor4d(k, [1, k.length, 1, 1]);
+    const ky = tf.tensor4d(k, [k.length, 1, 1, 1]);
+    return tf.conv2d(tf.conv2d(padded, kx, 1, 'valid'), ky, 1, 'valid');
+  });
+}
+
+/** Anomaly maps [N,H,W] of inputs and reconstructions [N,H,W,3] in [0,1]. */
+export function anomalyMapTensor(x: tf.Tensor4D, recon: tf.Tensor4D, cfg: AnomalyMapConfig): tf.Tensor3D {
+  checkAnomalyMapConfig(cfg);
+  return tf.tidy(() => {
+    const [n, h, w] = x.shape;
+    let map: tf.Tensor = tf.zeros([n, h, w, 1]);
+    if (cfg.mse_weight > 0) map = map.add(x.sub(recon).square().mean(-1, true).mul(cfg.mse_weight));
+    if (cfg.ssim_weight > 0) {
+      const dissim = tf.scalar(1).sub(ssimMap(x, recon).mean(-1, true));
+      map = map.add(dissim.mul(cfg.ssim_weight));
+    }
+    return smoothMaps(map as tf.Tensor4D, cfg.smoothing_sigma).reshape([n, h, w]) as tf.Tensor3D;
+  });
+}
+
+/** Image scores [N] of maps [N,H,W]: max, or mean of the top-k pixels (k capped at the pixel count). */
+export function imageScoreTensor(maps: tf.Tensor3D, cfg: AnomalyMapConfig): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [n, h, w] = maps.shape;
+    const flat = maps.reshape([n, h * w]) as tf.Tensor2D;
+    if (cfg.score === 'max') return flat.max(1) as tf.Tensor1D;
+    return tf.topk(flat, Math.min(cfg.topk, h * w)).values.mean(1) as tf.Tensor1D;
+  });
+}
+
+/** Same scores on the CPU, for maps already in memory (e.g. after resizing). */
+export function imageScore(map: Float32Array, cfg: AnomalyMapConfig): number {
+  if (cfg.score === 'max') return map.reduce((a, b) => (b > a ? b : a), Number.NEGATIVE_INFINITY);
+  const k = Math.min(cfg.topk, map.length);
+  const sorted = Float32Array.from(map).sort();
+  let sum = 0;
+  for (let i = sorted.length - k; i < sorted.length; i++) sum += sorted[i];
+  return sum / k;
+}
+
+/**
+ * Scores `n` images (NHWC float32 in [0,1], size x size) in batches; every tensor is released before
+ * returning. Runs on whatever tfjs backend is active (the caller selects it).
+ */
+export async function scoreImages(
+  model: tf.LayersModel,
+  images: Float32Array,
+  n: number,
+  size: number,
+  cfg: AnomalyMapConfig,
+  batchSize = 8,
+): Promise<ScoredImages> {
+  checkAnomalyMapConfig(cfg);
+  const px = size * size;
+  if (images.length !== n * px * 3)
+    throw new Error(`scoreImages: ${images.length} values is not ${n} images of ${size}x${size}x3`);
+  const maps = new Float32Array(n * px);
+  const scores = new Float32Array(n);
+  const latencyMs: number[] = [];
+  for (let start = 0; start < n; start += batchSize) {
+    const b = Math.min(batchSize, n - start);
+    const t0 = performance.now();
+    const mapT = tf.tidy(() => {
+      const x = tf.tensor4d(images.subarray(start * px * 3, (start + b) * px * 3), [b, size, size, 3]);
+      const recon = model.predict(x) as tf.Tensor4D;
+      return anomalyMapTensor(x, recon, cfg);
+    });
+    const scoreT = imageScoreTensor(mapT, cfg);
+    try {
+      const [m, s] = await Promise.all([mapT.data(), scoreT.data()]);
+      maps.set(m as Float32Array, start * px);
+      scores.set(s as Float32Array, start);
+    } finally {
+      mapT.dispose();
+      scoreT.dispose();
+    }
+    const perImage = (performance.now() - t0) / b;
+    for (let i = 0; i < b; i++) latencyMs.push(perImage);
+  }
+  return { maps, scores, latencyMs };
+}
+
+/** Bilinear resize of n square maps from `from` to `to` px (masks stored at another size than the maps). */
+export function resizeMaps(maps: Float32Array, n: number, from: number, to: number): Float32Array {
+  if (from === to) return maps;
+  return tf.tidy(() => {
+    const t = tf.tensor4d(maps, [n, from, from, 1]);
+    return tf.image.resizeBilinear(t, [to, to], true).dataSync() as Float32Array;
+  });
+}
+
+/** uint8 NHWC RGB (the tensor cache) to float32 in [0,1], the model's input range. */
+export function toUnitFloat(images: Uint8Array): Float32Array {
+  const out = new Float32Array(images.length);
+  for (let i = 0; i < images.length; i++) out[i] = images[i] / 255;
+  return out;
+}
