@@ -1,0 +1,431 @@
+/**
+ * The model package: the self-contained folder a trained model ships in (served by `npm run serve`,
+ * used by `npm run predict`, copied to other machines). Layout:
+ *
+ *   model.json + weights.bin   tfjs layers model (lib/model/io)
+ *   preprocess.json            how an image becomes the model's input tensor
+ *   metadata.json              category, pipeline, run id, training summary, config (+ hash)
+ *   calibration.json           thresholds and score normalisation (threshold step; required to serve)
+ *   metrics.json               evaluation metrics (report step; optional)
+ *   manifest.json              format version + sha256 of every other file; written last
+ *
+ * The manifest is the package's commit point: a reader trusts only files whose hash it lists, so a
+ * half-copied or hand-edited package is refused with a message naming the file.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { anomalyMapSchema, type TrainingConfig, trainingConfigSchema } from '../config/schema';
+import type { JsonValue } from '../steps/contracts';
+import { sha256, sha256File, writeJsonAtomic } from '../util/atomic';
+import { UserError } from '../util/errors';
+import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from './io';
+
+export const PACKAGE_FORMAT = 'anomaly-spotter-model-package';
+/** Bump when a reader of the old version could misread the new layout. */
+export const PACKAGE_FORMAT_VERSION = 1;
+
+export const PACKAGE_FILES = {
+  manifest: 'manifest.json',
+  preprocess: 'preprocess.json',
+  metadata: 'metadata.json',
+  calibration: 'calibration.json',
+  metrics: 'metrics.json',
+} as const;
+
+const REQUIRED_FILES = [MODEL_JSON, MODEL_WEIGHTS, PACKAGE_FILES.preprocess, PACKAGE_FILES.metadata];
+
+const fileEntrySchema = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().min(0),
+});
+
+export const manifestSchema = z.object({
+  format: z.literal(PACKAGE_FORMAT),
+  formatVersion: z.number().int().positive(),
+  updatedAt: z.string(),
+  files: z.record(z.string(), fileEntrySchema),
+});
+export type PackageManifest = z.infer<typeof manifestSchema>;
+
+/** How an image becomes the model input; mirrors the training data loader. */
+export const preprocessSchema = z.object({
+  imageSize: z.number().int().positive(),
+  channels: z.literal(3),
+  colorSpace: z.literal('srgb'),
+  /** Any input size is resized (stretched, aspect not kept) to imageSize x imageSize, like training. */
+  resize: z.object({ fit: z.literal('fill'), kernel: z.enum(['lanczos3', 'cubic', 'linear', 'nearest']) }),
+  /** value = pixel / 255, giving [0,1] RGB in NHWC layout; alpha is dropped, EXIF orientation ignored. */
+  scaling: z.object({ divisor: z.literal(255), range: z.tuple([z.literal(0), z.literal(1)]) }),
+  layout: z.literal('NHWC'),
+});
+export type PreprocessSpec = z.infer<typeof preprocessSchema>;
+
+const jsonValue: z.ZodType<JsonValue> = z.lazy(() =>
+  z.union([
+    z.string(),
+    z.number(),
+    z.boolean(),
+    z.null(),
+    z.array(jsonValue),
+    z.record(z.string(), jsonValue),
+  ]),
+);
+
+export const metadataSchema = z.object({
+  category: z.string().min(1),
+  pipeline: z.string(),
+  runId: z.string(),
+  createdAt: z.string(),
+  architecture: z.object({
+    name: z.literal('unet-lite'),
+    widths: z.array(z.number().int().positive()),
+    imageSize: z.number().int().positive(),
+    parameters: z.number().int().min(0),
+  }),
+  tfjsVersion: z.string(),
+  /** Backend the model was trained on, when the train step reported it. */
+  backend: z.string().nullable(),
+  configHash: z.string(),
+  config: trainingConfigSchema,
+  /** The train step's summary (epochs, losses, timings...), verbatim. */
+  training: z.record(z.string(), jsonValue),
+});
+export type PackageMetadata = z.infer<typeof metadataSchema>;
+
+/**
+ * calibration.json. Structurally the Calibration of lib/eval/calibration; validated here because the
+ * package is read from disk. Loose: the evaluation side may add fields without a format bump.
+ */
+export const calibrationSchema = z.looseObject({
+  imageThreshold: z.number(),
+  pixelThreshold: z.number(),
+  scoreNorm: z.object({ min: z.number(), max: z.number() }),
+  strategy: z.string(),
+  anomalyMap: anomalyMapSchema,
+  imageSize: z.number().int().positive(),
+});
+export type PackageCalibration = z.infer<typeof calibrationSchema>;
+
+export interface ExportPackageOptions {
+  /** Folder holding the trained model's model.json + weights.bin. */
+  modelDir: string;
+  /** Destination; replaced as a whole if it exists. */
+  packageDir: string;
+  category: string;
+  pipeline: string;
+  runId: string;
+  config: TrainingConfig;
+  /** The train step's summary/metadata. */
+  training: Record<string, JsonValue>;
+}
+
+export interface LoadedPackage {
+  dir: string;
+  model: tf.LayersModel;
+  manifest: PackageManifest;
+  metadata: PackageMetadata;
+  preprocess: PreprocessSpec;
+  /** null only when loaded with `requireCalibration: false`. */
+  calibration: PackageCalibration | null;
+  metrics: Record<string, JsonValue> | null;
+}
+
+/** sha256 of the config with sorted keys, so equal configs hash equal whatever their key order. */
+export function configHash(config: TrainingConfig): string {
+  const canonical = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+      );
+    }
+    return v;
+  };
+  return sha256(JSON.stringify(canonical(config)));
+}
+
+export function defaultPreprocess(imageSize: number): PreprocessSpec {
+  return {
+    imageSize,
+    channels: 3,
+    colorSpace: 'srgb',
+    resize: { fit: 'fill', kernel: 'lanczos3' },
+    scaling: { divisor: 255, range: [0, 1] },
+    layout: 'NHWC',
+  };
+}
+
+/**
+ * Exports a trained model as a package. Built in a sibling temp folder and renamed into place, so the
+ * destination is either absent, the old package, or the complete new one.
+ */
+export async function exportModelPackage(opts: ExportPackageOptions): Promise<void> {
+  const model = await loadModel(opts.modelDir);
+  try {
+    const inputShape = model.inputs[0].shape;
+    const imageSize = inputShape[1];
+    if (typeof imageSize !== 'number' || inputShape[2] !== imageSize || inputShape[3] !== 3) {
+      throw new UserError(
+        'INVALID_MODEL',
+        `${join(opts.modelDir, MODEL_JSON)}: expected an input of [batch, S, S, 3], got [${inputShape.join(', ')}]`,
+      );
+    }
+    if (imageSize !== opts.config.image_size) {
+      throw new UserError(
+        'INVALID_MODEL',
+        `${join(opts.modelDir, MODEL_JSON)}: model input is ${imageSize} px but config image_size is ${opts.config.image_size}`,
+      );
+    }
+    const tmp = join(
+      dirname(opts.packageDir),
+      `.${basename(opts.packageDir)}.${randomBytes(4).toString('hex')}.tmp`,
+    );
+    try {
+      // Re-saving (rather than copying) normalises the weights to one weights.bin and proves they load.
+      await saveModel(model, tmp);
+      await writeJsonAtomic(join(tmp, PACKAGE_FILES.preprocess), defaultPreprocess(imageSize));
+      const backend = opts.training.backend;
+      const metadata: PackageMetadata = {
+        category: opts.category,
+        pipeline: opts.pipeline,
+        runId: opts.runId,
+        createdAt: new Date().toISOString(),
+        architecture: {
+          name: 'unet-lite',
+          widths: opts.config.model.widths,
+          imageSize,
+          parameters: model.countParams(),
+        },
+        tfjsVersion: tf.version.tfjs,
+        backend: typeof backend === 'string' ? backend : null,
+        configHash: configHash(opts.config),
+        config: opts.config,
+        training: opts.training,
+      };
+      await writeJsonAtomic(join(tmp, PACKAGE_FILES.metadata), metadata);
+      await writeManifest(tmp);
+      await replaceDir(tmp, opts.packageDir);
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Moves `src` to `dest`, replacing an existing `dest` (a retried step re-exports over its old output). */
+async function replaceDir(src: string, dest: string): Promise<void> {
+  const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
+  let hadOld = false;
+  try {
+    await rename(dest, old);
+    hadOld = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await rename(src, dest);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+/** Adds or replaces one JSON file of a package (calibration, metrics...) and re-seals the manifest. */
+export async function writePackageFile(
+  packageDir: string,
+  name: string,
+  json: JsonValue | object,
+): Promise<void> {
+  if (name === PACKAGE_FILES.manifest || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
+    throw new UserError(
+      'INVALID_ARGUMENT',
+      `writePackageFile: '${name}' is not a writable package file name`,
+    );
+  }
+  await stat(join(packageDir, PACKAGE_FILES.manifest)).catch((err) => {
+    throw new UserError(
+      'INVALID_MODEL',
+      `${join(packageDir, PACKAGE_FILES.manifest)}: missing; export the package (checkpoint step) before adding ${name}`,
+      { cause: err },
+    );
+  });
+  // The threshold and report steps may write to one package at once: the lock keeps one manifest
+  // update from dropping the other's entry.
+  await withDirLock(packageDir, async () => {
+    await writeJsonAtomic(join(packageDir, name), json);
+    await writeManifest(packageDir);
+  });
+}
+
+/** Writes calibration.json (called by the threshold step). */
+export async function writeCalibration(packageDir: string, calibration: PackageCalibration): Promise<void> {
+  const parsed = calibrationSchema.safeParse(calibration);
+  if (!parsed.success) {
+    throw new UserError(
+      'INVALID_ARGUMENT',
+      `calibration for ${packageDir} is invalid: ${z.prettifyError(parsed.error)}`,
+    );
+  }
+  await writePackageFile(packageDir, PACKAGE_FILES.calibration, parsed.data);
+}
+
+/** Hashes every regular file of the folder (except the manifest and dot-files: temp files, locks). */
+async function writeManifest(dir: string): Promise<void> {
+  const names = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && e.name !== PACKAGE_FILES.manifest && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
+  const files: PackageManifest['files'] = {};
+  for (const name of names) {
+    const p = join(dir, name);
+    files[name] = { sha256: await sha256File(p), bytes: (await stat(p)).size };
+  }
+  const manifest: PackageManifest = {
+    format: PACKAGE_FORMAT,
+    formatVersion: PACKAGE_FORMAT_VERSION,
+    updatedAt: new Date().toISOString(),
+    files,
+  };
+  await writeJsonAtomic(join(dir, PACKAGE_FILES.manifest), manifest);
+}
+
+/** Cross-process lock: an exclusively created file; a lock older than `staleMs` is from a dead writer. */
+async function withDirLock<T>(dir: string, fn: () => Promise<T>, staleMs = 30_000): Promise<T> {
+  const lock = join(dir, '.manifest.lock');
+  const deadline = Date.now() + 2 * staleMs;
+  for (;;) {
+    try {
+      const fh = await open(lock, 'wx');
+      await fh.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = await stat(lock).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
+      if (age > staleMs) await rm(lock, { force: true });
+      else if (Date.now() > deadline) throw new Error(`${lock}: still locked after ${2 * staleMs} ms`);
+      else await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
+function invalid(path: string, what: string, cause?: unknown): UserError {
+  return new UserError('INVALID_MODEL', `${path}: ${what}`, { cause });
+}
+
+async function readJsonFile<S extends z.ZodType>(path: string, schema: S): Promise<z.infer<S>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw invalid(path, `not readable JSON (${(err as Error).message})`, err);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success)
+    throw invalid(path, `invalid content: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`);
+  return parsed.data;
+}
+
+/**
+ * Checks a package without loading the model: manifest format, presence and sha256 of every listed
+ * file, required files, JSON schemas, size consistency. Throws UserError('INVALID_MODEL') naming the
+ * file and what is wrong.
+ */
+export async function validateModelPackage(
+  dir: string,
+  opts: { requireCalibration?: boolean } = {},
+): Promise<Omit<LoadedPackage, 'model'>> {
+  const requireCalibration = opts.requireCalibration ?? true;
+  const manifestPath = join(dir, PACKAGE_FILES.manifest);
+  const st = await stat(dir).catch(() => null);
+  if (!st?.isDirectory()) throw invalid(dir, 'not a folder (expected a model package folder)');
+  if (!(await stat(manifestPath).catch(() => null))) {
+    throw invalid(
+      manifestPath,
+      'missing: this folder is not a model package (the checkpoint step exports one)',
+    );
+  }
+  let rawManifest: unknown;
+  try {
+    rawManifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+  } catch (err) {
+    throw invalid(manifestPath, `not readable JSON (${(err as Error).message})`, err);
+  }
+  const version = (rawManifest as { formatVersion?: unknown } | null)?.formatVersion;
+  if (typeof version === 'number' && version !== PACKAGE_FORMAT_VERSION) {
+    throw invalid(
+      manifestPath,
+      `package format version ${version} is not supported (this version reads ${PACKAGE_FORMAT_VERSION}); re-export the model`,
+    );
+  }
+  const mParsed = manifestSchema.safeParse(rawManifest);
+  if (!mParsed.success) {
+    throw invalid(manifestPath, `invalid manifest: ${z.prettifyError(mParsed.error).replace(/\n/g, '; ')}`);
+  }
+  const manifest = mParsed.data;
+  for (const name of REQUIRED_FILES) {
+    if (!manifest.files[name]) throw invalid(join(dir, name), 'required file is not listed in manifest.json');
+  }
+  for (const [name, entry] of Object.entries(manifest.files)) {
+    const p = join(dir, name);
+    const fst = await stat(p).catch(() => null);
+    if (!fst) throw invalid(p, 'missing (listed in manifest.json)');
+    const actual = await sha256File(p);
+    if (actual !== entry.sha256) {
+      throw invalid(
+        p,
+        `checksum mismatch (sha256 ${actual.slice(0, 12)}…, manifest.json says ${entry.sha256.slice(0, 12)}…): the file was modified or truncated after export`,
+      );
+    }
+  }
+  const preprocess = await readJsonFile(join(dir, PACKAGE_FILES.preprocess), preprocessSchema);
+  const metadata = await readJsonFile(join(dir, PACKAGE_FILES.metadata), metadataSchema);
+  let calibration: PackageCalibration | null = null;
+  const calPath = join(dir, PACKAGE_FILES.calibration);
+  if (manifest.files[PACKAGE_FILES.calibration]) {
+    calibration = await readJsonFile(calPath, calibrationSchema);
+    if (calibration.imageSize !== preprocess.imageSize) {
+      throw invalid(
+        calPath,
+        `calibrated at ${calibration.imageSize} px but preprocess.json says ${preprocess.imageSize} px`,
+      );
+    }
+  } else if (requireCalibration) {
+    throw invalid(
+      calPath,
+      'missing: the model has no calibration (thresholds); run the threshold step on this package before serving',
+    );
+  }
+  const metrics = manifest.files[PACKAGE_FILES.metrics]
+    ? await readJsonFile(join(dir, PACKAGE_FILES.metrics), z.record(z.string(), jsonValue))
+    : null;
+  return { dir, manifest, metadata, preprocess, calibration, metrics };
+}
+
+/** Validates and loads a package (model on the current tfjs backend). */
+export async function loadModelPackage(
+  dir: string,
+  opts: { requireCalibration?: boolean } = {},
+): Promise<LoadedPackage> {
+  const info = await validateModelPackage(dir, opts);
+  const model = await loadModel(dir);
+  const shape = model.inputs[0].shape;
+  if (shape[1] !== info.preprocess.imageSize || shape[2] !== info.preprocess.imageSize) {
+    model.dispose();
+    throw invalid(
+      join(dir, MODEL_JSON),
+      `model input is [${shape.join(', ')}] but preprocess.json says ${info.preprocess.imageSize} px`,
+    );
+  }
+  return { ...info, model };
+}

@@ -1,0 +1,174 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { saveModel } from '../lib/model/io';
+import {
+  configHash,
+  loadModelPackage,
+  PACKAGE_FORMAT_VERSION,
+  writeCalibration,
+  writePackageFile,
+} from '../lib/model/package';
+import { buildUNetLite } from '../lib/model/unet';
+import type { StepContext } from '../lib/steps/contracts';
+import { localHooks } from '../lib/steps/contracts';
+import { checkpointStep } from '../lib/train/checkpoint-step';
+import { sha256File } from '../lib/util/atomic';
+import { UserError } from '../lib/util/errors';
+import { makeTinyPackage, tinyCalibration, tinyConfig, useWasm } from './support/tiny-package';
+
+let root: string;
+beforeAll(async () => {
+  await useWasm();
+  root = await mkdtemp(join(tmpdir(), 'pkg-test-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function expectInvalid(dir: string, pattern: RegExp, opts?: { requireCalibration?: boolean }) {
+  const err = await loadModelPackage(dir, opts).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UserError);
+  expect((err as UserError).code).toBe('INVALID_MODEL');
+  expect((err as UserError).message).toMatch(pattern);
+}
+
+describe('model package', () => {
+  it('round-trips: export, calibrate, load gives the same predictions and metadata', async () => {
+    const dir = join(root, 'roundtrip');
+    await makeTinyPackage(dir, { category: 'bottle', runId: 'r42' });
+    const pkg = await loadModelPackage(dir);
+    expect(pkg.metadata).toMatchObject({
+      category: 'bottle',
+      runId: 'r42',
+      pipeline: 'test',
+      backend: 'wasm',
+    });
+    expect(pkg.metadata.configHash).toBe(configHash(tinyConfig()));
+    expect(pkg.metadata.architecture).toMatchObject({ name: 'unet-lite', widths: [4, 8], imageSize: 32 });
+    expect(pkg.preprocess.imageSize).toBe(32);
+    expect(pkg.calibration).toEqual(tinyCalibration());
+    expect(pkg.manifest.formatVersion).toBe(PACKAGE_FORMAT_VERSION);
+    expect(Object.keys(pkg.manifest.files).sort()).toEqual([
+      'calibration.json',
+      'metadata.json',
+      'model.json',
+      'preprocess.json',
+      'weights.bin',
+    ]);
+    // Same weights as the model that was exported.
+    const original = buildUNetLite({ imageSize: 32, widths: [4, 8], seed: 7 });
+    const x = tf.randomUniform([1, 32, 32, 3], 0, 1, 'float32', 3);
+    const a = (original.predict(x) as tf.Tensor).dataSync();
+    const b = (pkg.model.predict(x) as tf.Tensor).dataSync();
+    expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeLessThan(1e-6);
+    original.dispose();
+    pkg.model.dispose();
+  });
+
+  it('writePackageFile adds metrics.json and re-seals the manifest (concurrent writers keep both entries)', async () => {
+    const dir = join(root, 'metrics');
+    await makeTinyPackage(dir, { calibration: null });
+    await Promise.all([
+      writePackageFile(dir, 'metrics.json', { auroc: 0.9 }),
+      writeCalibration(dir, tinyCalibration()),
+    ]);
+    const pkg = await loadModelPackage(dir);
+    expect(pkg.metrics).toEqual({ auroc: 0.9 });
+    expect(pkg.manifest.files['metrics.json'].sha256).toBe(await sha256File(join(dir, 'metrics.json')));
+    expect(pkg.manifest.files['calibration.json']).toBeDefined();
+    pkg.model.dispose();
+    await expect(writePackageFile(dir, 'manifest.json', {})).rejects.toThrow(/not a writable package file/);
+  });
+
+  it('refuses a tampered file, naming it and the checksum mismatch', async () => {
+    const dir = join(root, 'tampered');
+    await makeTinyPackage(dir);
+    const w = await readFile(join(dir, 'weights.bin'));
+    w[10] ^= 0xff;
+    await writeFile(join(dir, 'weights.bin'), w);
+    await expectInvalid(dir, /weights\.bin: checksum mismatch/);
+  });
+
+  it('refuses a missing file, a missing manifest, an unknown format version', async () => {
+    const dir = join(root, 'missing');
+    await makeTinyPackage(dir);
+    await rm(join(dir, 'preprocess.json'));
+    await expectInvalid(dir, /preprocess\.json: missing \(listed in manifest\.json\)/);
+
+    const dir2 = join(root, 'nomanifest');
+    await makeTinyPackage(dir2);
+    await rm(join(dir2, 'manifest.json'));
+    await expectInvalid(dir2, /manifest\.json: missing: this folder is not a model package/);
+
+    const dir3 = join(root, 'version');
+    await makeTinyPackage(dir3);
+    const m = JSON.parse(await readFile(join(dir3, 'manifest.json'), 'utf8'));
+    await writeFile(join(dir3, 'manifest.json'), JSON.stringify({ ...m, formatVersion: 99 }));
+    await expectInvalid(dir3, /format version 99 is not supported/);
+  });
+
+  it('requires calibration for serving, unless told otherwise', async () => {
+    const dir = join(root, 'uncalibrated');
+    await makeTinyPackage(dir, { calibration: null });
+    await expectInvalid(dir, /calibration\.json: missing: .*run the threshold step/);
+    const pkg = await loadModelPackage(dir, { requireCalibration: false });
+    expect(pkg.calibration).toBeNull();
+    pkg.model.dispose();
+  });
+
+  it('refuses a calibration for another image size', async () => {
+    const dir = join(root, 'badcal');
+    await makeTinyPackage(dir, { calibration: tinyCalibration(64) });
+    await expectInvalid(dir, /calibration\.json: calibrated at 64 px but preprocess\.json says 32 px/);
+  });
+});
+
+describe('checkpoint step', () => {
+  it('exports the train step best model into <stepDir>/package with a package_manifest artifact', async () => {
+    const runDir = join(root, 'runs', 'demo', 'run-7');
+    const modelDir = join(runDir, 'bottle', 'train', 'best');
+    const model = buildUNetLite({ imageSize: 32, widths: [4, 8], seed: 1 });
+    await saveModel(model, modelDir);
+    model.dispose();
+    const ctx: StepContext = {
+      runDir,
+      pipeline: 'demo',
+      runId: 'run-7',
+      category: 'bottle',
+      dataRoot: root,
+      step: 'checkpoint',
+      stepDir: join(runDir, 'bottle', 'checkpoint'),
+      config: tinyConfig(),
+      params: {},
+      inputs: {
+        train: {
+          step: 'train',
+          activity: 'train',
+          category: 'bottle',
+          outputs: [{ name: 'best_model', path: 'bottle/train/best/model.json', sha256: 'x', bytes: 1 }],
+          summary: { epochs: 3, backend: 'wasm' },
+          startedAt: '',
+          finishedAt: '',
+        },
+      },
+    };
+    const res = await checkpointStep(ctx, localHooks());
+    expect(res.activity).toBe('checkpoint');
+    expect(res.outputs.map((o) => o.name)).toEqual(['package_manifest']);
+    expect(res.outputs[0].path).toBe('bottle/checkpoint/package/manifest.json');
+    const pkg = await loadModelPackage(join(ctx.stepDir, 'package'), { requireCalibration: false });
+    expect(pkg.metadata).toMatchObject({ category: 'bottle', runId: 'run-7', training: { epochs: 3 } });
+    pkg.model.dispose();
+    // A retry re-exports over the old package.
+    await checkpointStep(ctx, localHooks());
+    await expect(
+      loadModelPackage(join(ctx.stepDir, 'package'), { requireCalibration: false }),
+    ).resolves.toBeDefined();
+  });
+});
