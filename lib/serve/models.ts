@@ -1,0 +1,116 @@
+/**
+ * Which model packages a server serves: one package folder, or every package found under a runs folder
+ * (newest calibrated package per category, so `--models runs/` serves the latest run of each category).
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { type LoadedPackage, loadModelPackage, PACKAGE_FILES, validateModelPackage } from '../model/package';
+import { UserError } from '../util/errors';
+import { SerialQueue } from './queue';
+
+export interface ServedModel {
+  category: string;
+  pkg: LoadedPackage & { calibration: NonNullable<LoadedPackage['calibration']> };
+  /** The run folder (`runs/<pipeline>/<run-id>`) when the package sits inside one: its reports are served. */
+  runDir: string | null;
+  /** Inference for this model runs one request at a time. */
+  queue: SerialQueue;
+}
+
+export interface SkippedPackage {
+  dir: string;
+  reason: string;
+}
+
+const isFile = (p: string) =>
+  stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+
+/** Package folders below `root` (`.../<category>/<step>/package/manifest.json`), bounded depth. */
+async function findPackageDirs(root: string, depth = 6): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (dir: string, left: number): Promise<void> => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory() || e.name.startsWith('.') || e.name === 'node_modules') continue;
+      const sub = join(dir, e.name);
+      if (e.name === 'package' && (await isFile(join(sub, PACKAGE_FILES.manifest)))) found.push(sub);
+      else if (left > 0) await walk(sub, left - 1);
+    }
+  };
+  await walk(root, depth);
+  return found.sort();
+}
+
+/** `runs/<pipeline>/<run-id>/<category>/<step>/package` -> the run folder, if the layout matches. */
+function runDirOf(packageDir: string, runId: string): string | null {
+  const runDir = dirname(dirname(dirname(packageDir)));
+  return basename(runDir) === runId ? runDir : null;
+}
+
+export interface LoadModelsResult {
+  models: ServedModel[];
+  skipped: SkippedPackage[];
+}
+
+/**
+ * Loads the packages to serve. A folder that is itself a package must be valid (its error is the
+ * user's answer); under a runs folder, invalid or uncalibrated packages are skipped and reported.
+ */
+export async function loadServedModels(
+  path: string,
+  opts: { maxPending?: number } = {},
+): Promise<LoadModelsResult> {
+  const root = resolve(path);
+  if (!(await stat(root).catch(() => null))) {
+    throw new UserError('INVALID_ARGUMENT', `--models ${path}: no such file or folder`);
+  }
+  const make = (pkg: LoadedPackage): ServedModel => ({
+    category: pkg.metadata.category,
+    pkg: pkg as ServedModel['pkg'],
+    runDir: runDirOf(pkg.dir, pkg.metadata.runId),
+    queue: new SerialQueue(opts.maxPending),
+  });
+  if (await isFile(join(root, PACKAGE_FILES.manifest))) {
+    return { models: [make(await loadModelPackage(root, { requireCalibration: true }))], skipped: [] };
+  }
+  const dirs = await findPackageDirs(root);
+  if (dirs.length === 0) {
+    throw new UserError(
+      'INVALID_ARGUMENT',
+      `--models ${path}: no model packages found (expected a package folder with manifest.json, or a runs folder containing <run>/<category>/checkpoint/package)`,
+    );
+  }
+  const skipped: SkippedPackage[] = [];
+  const newest = new Map<string, { dir: string; createdAt: string }>();
+  for (const dir of dirs) {
+    try {
+      const info = await validateModelPackage(dir, { requireCalibration: true });
+      const cur = newest.get(info.metadata.category);
+      if (!cur || info.metadata.createdAt > cur.createdAt) {
+        if (cur) skipped.push({ dir: cur.dir, reason: `older than ${dir}` });
+        newest.set(info.metadata.category, { dir, createdAt: info.metadata.createdAt });
+      } else skipped.push({ dir, reason: `older than ${cur.dir}` });
+    } catch (err) {
+      skipped.push({ dir, reason: (err as Error).message });
+    }
+  }
+  if (newest.size === 0) {
+    throw new UserError(
+      'INVALID_MODEL',
+      `--models ${path}: found ${dirs.length} package(s) but none is servable:\n${skipped.map((s) => `  ${s.reason}`).join('\n')}`,
+    );
+  }
+  const models: ServedModel[] = [];
+  for (const { dir } of [...newest.values()].sort((a, b) => a.dir.localeCompare(b.dir))) {
+    models.push(make(await loadModelPackage(dir, { requireCalibration: true })));
+  }
+  return { models, skipped };
+}
