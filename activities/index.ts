@@ -1,0 +1,165 @@
+/**
+ * Thin adapters from Temporal activities to the domain's step functions. One activity per
+ * StepActivity name (so the Web UI shows `train`, `validate`, ...) plus `summary`. The adapter:
+ * builds StepHooks (progress -> throttled heartbeat, cancellation -> AbortSignal, previous
+ * heartbeat -> resume hint), logs every attempt under the step directory, reuses verified results
+ * on resume, and maps UserError to a non-retryable failure carrying the error code.
+ */
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import type { CategoryOutcome, SummaryFunction, SummaryResult } from '../lib/pipeline/outcome';
+import {
+  type JsonValue,
+  STEP_ACTIVITIES,
+  type StepActivity,
+  type StepFunction,
+  type StepHooks,
+} from '../lib/steps/contracts';
+import { describeError, isUserError } from '../lib/util/errors';
+import type { StepActivityOutput, StepInvocation } from '../workflows/definitions';
+import { AttemptLog } from './attempt-log';
+import { asProgressDetails, ProgressHeartbeat } from './heartbeat';
+import { loadVerifiedResult } from './reuse';
+
+export type StepRegistry = Record<StepActivity, StepFunction>;
+
+export interface ActivityOptions {
+  /** Cross-category summary; without one, `summary` returns an empty result. */
+  summary?: SummaryFunction;
+  /** Minimum gap between progress heartbeats (default 1000 ms). */
+  progressIntervalMs?: number;
+}
+
+export type StepActivityFunction = (invocation: StepInvocation) => Promise<StepActivityOutput>;
+
+export type Activities = Record<StepActivity, StepActivityFunction> & {
+  summary(runDir: string, outcomes: CategoryOutcome[]): Promise<SummaryResult>;
+};
+
+export function createActivities(steps: StepRegistry, opts: ActivityOptions = {}): Activities {
+  const stepActivities = Object.fromEntries(
+    STEP_ACTIVITIES.map((name) => [name, stepActivity(name, steps[name], opts)]),
+  ) as Record<StepActivity, StepActivityFunction>;
+  return {
+    ...stepActivities,
+    async summary(runDir, outcomes) {
+      if (!opts.summary) return { outputs: [], summary: {} };
+      try {
+        return await opts.summary(runDir, outcomes);
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+  };
+}
+
+function stepActivity(activity: StepActivity, fn: StepFunction, opts: ActivityOptions): StepActivityFunction {
+  const run = async ({ ctx, reuseCompleted }: StepInvocation): Promise<StepActivityOutput> => {
+    const context = Context.current();
+    const { info } = context;
+    const log = await AttemptLog.open(ctx.stepDir, info.attempt, {
+      pipeline: ctx.pipeline,
+      runId: ctx.runId,
+      category: ctx.category,
+      step: ctx.step,
+      activity,
+      taskQueue: info.taskQueue,
+      workflowId: info.workflowExecution?.workflowId,
+    });
+    const fields = { category: ctx.category, step: ctx.step, attempt: info.attempt };
+    try {
+      if (reuseCompleted) {
+        const verified = await loadVerifiedResult(ctx);
+        if ('result' in verified) {
+          await log.write('info', 'reused existing result', { outputs: verified.result.outputs.length });
+          context.log.info('step reused', fields);
+          return { result: verified.result, reused: true };
+        }
+        await log.write('info', 'cannot reuse previous result; running step', { reason: verified.reason });
+      }
+
+      const previousProgress = asProgressDetails(info.heartbeatDetails);
+      const hb = info.heartbeatTimeoutMs;
+      const heartbeat = new ProgressHeartbeat(
+        (d) => context.heartbeat(d),
+        opts.progressIntervalMs ?? 1000,
+        // Well inside the heartbeat timeout; without one, often enough to notice cancellation.
+        hb ? Math.max(200, Math.floor(hb / 3)) : 5000,
+        previousProgress,
+      );
+      let lastLogged = '';
+      const hooks: StepHooks = {
+        progress(details) {
+          heartbeat.progress(details);
+          // The attempt log records milestones, not every batch.
+          const milestone = `${details.stage}|${details.epoch ?? ''}|${details.checkpoint ?? ''}`;
+          if (milestone !== lastLogged) {
+            lastLogged = milestone;
+            void log.write('info', 'progress', { progress: details as unknown as JsonValue });
+          }
+        },
+        signal: context.cancellationSignal,
+        previousProgress,
+        attempt: info.attempt,
+      };
+      await log.write('info', 'attempt started', { previousProgress, pid: process.pid });
+      context.log.info('step started', { ...fields, resumeFrom: previousProgress?.checkpoint });
+      heartbeat.flush();
+      try {
+        const result = await fn(ctx, hooks);
+        await log.write('info', 'attempt finished', {
+          outputs: result.outputs.map((o) => o.path),
+          summary: result.summary,
+        });
+        context.log.info('step finished', fields);
+        return { result, reused: false };
+      } finally {
+        heartbeat.stop();
+      }
+    } catch (err) {
+      const failure = toActivityFailure(err, context.cancellationSignal);
+      await log.write('error', 'attempt failed', {
+        error: describeError(err),
+        stack: err instanceof Error ? err.stack : undefined,
+        retryable: !(failure instanceof ApplicationFailure && failure.nonRetryable),
+      });
+      context.log.warn('step failed', { ...fields, error: describeError(err) });
+      throw failure;
+    } finally {
+      await log.close();
+    }
+  };
+  // A named function shows up readably in stack traces and worker logs.
+  Object.defineProperty(run, 'name', { value: activity });
+  return run;
+}
+
+/**
+ * UserError -> non-retryable ApplicationFailure typed with its code; a step that stopped because
+ * the activity was cancelled (or the worker is shutting down) -> CancelledFailure; anything else is
+ * rethrown as is, which Temporal treats as retryable.
+ */
+function toActivityFailure(err: unknown, signal?: AbortSignal): unknown {
+  if (isUserError(err)) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: err.code,
+      nonRetryable: true,
+      details: [toJson(err.details)],
+      cause: err.cause instanceof Error ? err.cause : undefined,
+    });
+  }
+  if (signal?.aborted && !(err instanceof CancelledFailure)) {
+    const reason =
+      signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'CANCELLED');
+    return new CancelledFailure(reason, [], err instanceof Error ? err : undefined);
+  }
+  return err;
+}
+
+function toJson(value: Record<string, unknown>): JsonValue {
+  try {
+    return JSON.parse(JSON.stringify(value)) as JsonValue;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * Worker processes. One host runs:
+ *  - a CPU worker (this process): the workflows plus the light steps on the CPU task queue;
+ *  - training workers, each its own child process polling the GPU/training task queue with ONE
+ *    activity at a time: one per GPU (`--gpus 0,1` sets CUDA_VISIBLE_DEVICES per child), or on
+ *    CPU-only hosts `--train-slots N` (tfjs-wasm trains on one thread, so parallelism = processes).
+ * Children that die unexpectedly are restarted; their running activity is retried by Temporal
+ * once its heartbeat times out and resumes from the last heartbeat/checkpoint.
+ * SIGINT/SIGTERM: workers stop polling, running activities are cancelled (training checkpoints and
+ * stops), children get the same signal, and the process exits when everything has drained.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { availableParallelism, hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createActivities, type StepRegistry } from '../activities';
+import type { SummaryFunction } from '../lib/pipeline/outcome';
+import { TASK_QUEUES } from '../lib/pipeline/plan';
+import { describeError } from '../lib/util/errors';
+import { DEFAULT_NAMESPACE, type TemporalTarget, targetFromEnv } from './connection';
+
+export interface WorkerRegistry {
+  steps: StepRegistry;
+  summary?: SummaryFunction;
+}
+
+export type WorkerRole = 'cpu' | 'train';
+
+/** The workflow bundle entry, resolved relative to this file so it works from any cwd. */
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface RoleWorkerOptions {
+  role: WorkerRole;
+  /** Concurrent light activities on the CPU worker. */
+  cpuSlots?: number;
+  /** Prebuilt bundle (tests share one); otherwise the worker bundles WORKFLOWS_PATH itself. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  identity?: string;
+  /** Overrides for tests (e.g. short shutdown times). */
+  extra?: Partial<WorkerOptions>;
+}
+
+/** Creates (does not run) the worker for one role. */
+export async function createRoleWorker(
+  connection: NativeConnection,
+  namespace: string,
+  registry: WorkerRegistry,
+  opts: RoleWorkerOptions,
+): Promise<Worker> {
+  const activities = createActivities(registry.steps, { summary: registry.summary });
+  const common: WorkerOptions = {
+    connection,
+    namespace,
+    taskQueue: opts.role === 'cpu' ? TASK_QUEUES.cpu : TASK_QUEUES.gpu,
+    activities,
+    identity: opts.identity ?? `${opts.role}@${hostname()}:${process.pid}`,
+    // Running activities are cancelled right away on shutdown (the step checkpoints and stops);
+    // give them a bounded time to do so before the worker gives up on them.
+    shutdownForceTime: '60 seconds',
+    ...opts.extra,
+  };
+  if (opts.role === 'train') {
+    return Worker.create({
+      ...common,
+      maxConcurrentActivityTaskExecutions: 1,
+      enableNonLocalActivities: true,
+    });
+  }
+  return Worker.create({
+    ...common,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    maxConcurrentActivityTaskExecutions: opts.cpuSlots ?? availableParallelism(),
+  });
+}
+
+export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
+  return NativeConnection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+}
+
+interface WorkerCliOptions {
+  gpus?: number[];
+  trainSlots: number;
+  cpuWorker: boolean;
+  cpuSlots?: number;
+  role?: WorkerRole;
+}
+
+function parseGpuList(value: string): number[] {
+  const ids = value.split(',').map((s) => s.trim());
+  if (ids.some((s) => !/^\d+$/.test(s)))
+    throw new InvalidArgumentError(`expected GPU indices like 0,1,2; got '${value}'`);
+  return ids.map(Number);
+}
+
+function parseCount(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a whole number, got '${value}'`);
+  return Number(value);
+}
+
+/**
+ * `npm run worker -- [--gpus 0,1] [--train-slots N] [--no-cpu-worker] [--cpu-slots N]`.
+ * `entryFile` is the script to re-run for child processes (the caller's own file).
+ */
+export async function runWorkerCli(
+  argv: string[],
+  registry: WorkerRegistry,
+  entryFile: string,
+): Promise<void> {
+  const program = new Command('worker')
+    .description(
+      'Temporal workers for Anomaly Spotter (TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TLS from env)',
+    )
+    .option(
+      '--gpus <ids>',
+      'one training worker process per GPU index (sets CUDA_VISIBLE_DEVICES)',
+      parseGpuList,
+    )
+    .option('--train-slots <n>', 'CPU-only hosts: number of training worker processes', parseCount, 1)
+    .option('--no-cpu-worker', 'do not run the CPU-queue worker (workflows + light steps) on this host')
+    .option('--cpu-slots <n>', 'concurrent light activities on the CPU worker (default: cores)', parseCount)
+    .addOption(
+      // Internal: how the supervisor starts its children.
+      new Option('--role <role>', 'run a single worker of this role').choices(['cpu', 'train']).hideHelp(),
+    )
+    .exitOverride();
+  program.parse(argv, { from: 'user' });
+  const opts = program.opts<WorkerCliOptions>();
+  const target = targetFromEnv() ?? { address: '127.0.0.1:7233', namespace: DEFAULT_NAMESPACE };
+
+  if (opts.role) {
+    await runSingleWorker(target, registry, opts.role, opts.cpuSlots);
+    return;
+  }
+  const trainChildren: Array<{ label: string; env: NodeJS.ProcessEnv }> = opts.gpus
+    ? opts.gpus.map((gpu) => ({ label: `gpu${gpu}`, env: { CUDA_VISIBLE_DEVICES: String(gpu) } }))
+    : Array.from({ length: opts.trainSlots }, (_, i) => ({ label: `train${i}`, env: {} }));
+  await superviseWorkers({
+    entryFile,
+    target,
+    registry,
+    children: trainChildren,
+    cpuWorker: opts.cpuWorker,
+    cpuSlots: opts.cpuSlots,
+  });
+}
+
+async function runSingleWorker(
+  target: TemporalTarget,
+  registry: WorkerRegistry,
+  role: WorkerRole,
+  cpuSlots?: number,
+): Promise<void> {
+  const connection = await connectWorker(target);
+  try {
+    const worker = await createRoleWorker(connection, target.namespace, registry, { role, cpuSlots });
+    // Runtime's default shutdown signals (SIGINT, SIGTERM, ...) call worker.shutdown(); run() resolves when drained.
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+interface SuperviseOptions {
+  entryFile: string;
+  target: TemporalTarget;
+  registry: WorkerRegistry;
+  children: Array<{ label: string; env: NodeJS.ProcessEnv }>;
+  cpuWorker: boolean;
+  cpuSlots?: number;
+}
+
+async function superviseWorkers(opts: SuperviseOptions): Promise<void> {
+  let stopping = false;
+  const running = new Set<ChildProcess>();
+  const log = (msg: string): void => void process.stderr.write(`[worker ${process.pid}] ${msg}\n`);
+
+  const start = (slot: { label: string; env: NodeJS.ProcessEnv }): Promise<void> =>
+    new Promise((resolve) => {
+      const launch = (): void => {
+        const child = spawn(process.execPath, [...process.execArgv, opts.entryFile, '--role', 'train'], {
+          env: { ...process.env, ...slot.env },
+          stdio: 'inherit',
+        });
+        running.add(child);
+        log(`started training worker ${slot.label} (pid ${child.pid})`);
+        child.once('exit', (code, signal) => {
+          running.delete(child);
+          if (stopping) return resolve();
+          // Temporal retries the activity it was running; keep the slot staffed.
+          log(`training worker ${slot.label} exited (${signal ?? code}); restarting in 2 s`);
+          setTimeout(() => (stopping ? resolve() : launch()), 2000).unref();
+        });
+      };
+      launch();
+    });
+
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down (running activities are cancelled and checkpoint)`);
+    for (const child of running) child.kill(signal);
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  const childrenDone = Promise.all(opts.children.map(start));
+  if (opts.cpuWorker) {
+    try {
+      await runSingleWorker(opts.target, opts.registry, 'cpu', opts.cpuSlots);
+    } catch (err) {
+      log(`CPU worker failed: ${describeError(err)}`);
+      stop('SIGTERM');
+      await childrenDone;
+      throw err;
+    }
+    stop('SIGTERM');
+  }
+  await childrenDone;
+}
