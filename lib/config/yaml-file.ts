@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { UserError, type UserErrorCode } from '../util/errors';
 import { displayPath } from './paths';
 
@@ -11,10 +11,11 @@ export interface YamlFile {
 
 /** Parses YAML text; syntax errors name file, line and column (one line per error). */
 export function parseYaml(text: string, path: string, code: UserErrorCode): unknown {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
+      const pos = lineCounter.linePos(e.pos[0]);
       const where = pos ? `:${pos.line}:${pos.col}` : '';
       const msg = e.message.split('\n')[0];
       return `${displayPath(path)}${where}: YAML syntax error: ${msg}`;
