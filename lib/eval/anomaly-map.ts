@@ -88,7 +88,7 @@ export function imageScoreTensor(maps: tf.Tensor3D, cfg: AnomalyMapConfig): tf.T
 
 /** Same scores on the CPU, for maps already in memory (e.g. after resizing). */
 export function imageScore(map: Float32Array, cfg: AnomalyMapConfig): number {
-  if (cfg.score === 'max') return map.reduce((a, b) => (b > a ? b : a), Number.NEGATIVE_INFINITY);
+  if (cfg.score === 'max') return map.reduce((a, b) => Math.max(b, a), Number.NEGATIVE_INFINITY);
   const k = Math.min(cfg.topk, map.length);
   const sorted = Float32Array.from(map).sort();
   let sum = 0;

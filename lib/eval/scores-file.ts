@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import type { AnomalyMapConfig } from '../config/schema';
+import { UserError } from '../util/errors';
+
+/** scores.json of the validate step: one record per scored image, plus how the scores were made. */
+export interface ScoreRecord {
+  id: string;
+  /** Image path relative to the dataset root. */
+  source: string;
+  split: 'val' | 'test';
+  defectType: string;
+  label: 0 | 1;
+  score: number;
+}
+
+export interface LatencyStats {
+  backend: string;
+  batchSize: number;
+  images: number;
+  /** Per image: each batch's wall time (inference + anomaly map + download) divided by its size. */
+  meanMsPerImage: number;
+  p95MsPerImage: number;
+}
+
+export interface ScoresFile {
+  version: 1;
+  category: string;
+  imageSize: number;
+  anomalyMap: AnomalyMapConfig;
+  val: ScoreRecord[];
+  test: ScoreRecord[];
+  latency: LatencyStats;
+}
+
+export async function readScoresFile(path: string): Promise<ScoresFile> {
+  try {
+    const parsed = JSON.parse(await readFile(path, 'utf8')) as ScoresFile;
+    if (parsed.version !== 1 || !Array.isArray(parsed.val) || !Array.isArray(parsed.test))
+      throw new Error('unexpected content');
+    return parsed;
+  } catch (err) {
+    throw new UserError(
+      'INVALID_ARGUMENT',
+      `${path}: not a scores file of the validate step (${(err as Error).message})`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/** Mean and 95th percentile (nearest-rank) of per-image latencies. */
+export function latencyStats(latencyMs: number[], backend: string, batchSize: number): LatencyStats {
+  const sorted = [...latencyMs].sort((a, b) => a - b);
+  const n = sorted.length;
+  return {
+    backend,
+    batchSize,
+    images: n,
+    meanMsPerImage: n ? sorted.reduce((a, b) => a + b, 0) / n : 0,
+    p95MsPerImage: n ? sorted[Math.max(0, Math.ceil(0.95 * n) - 1)] : 0,
+  };
+}

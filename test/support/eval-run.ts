@@ -1,0 +1,122 @@
+/**
+ * A tiny, fully synthetic run directory for the evaluation/report tests: a tensor cache (32 px,
+ * good val images, a test split with two defect types and masks), a random-init U-Net-lite [4,8] as
+ * the "best model", and hand-made upstream step results. No training: the metrics are whatever a
+ * random model gives; the tests check plumbing, files and consistency, not quality.
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultTrainingConfig, type TrainingConfig } from '../../lib/config/schema';
+import type { ImageRecord } from '../../lib/data/mvtec';
+import { writeTensorCache } from '../../lib/data/tensor-cache';
+import { saveModel } from '../../lib/model/io';
+import { buildUNetLite } from '../../lib/model/unet';
+import type { JsonValue, StepActivity, StepContext, StepResult } from '../../lib/steps/contracts';
+import { artifact, finishStep } from '../../lib/steps/result';
+
+export const SIZE = 32;
+
+function image(seed: number, defect: boolean): { img: Uint8Array; mask: Uint8Array } {
+  const img = new Uint8Array(SIZE * SIZE * 3);
+  const mask = new Uint8Array(SIZE * SIZE);
+  for (let y = 0; y < SIZE; y++)
+    for (let x = 0; x < SIZE; x++) {
+      const inDefect = defect && x >= 8 + (seed % 5) && x < 16 + (seed % 5) && y >= 10 && y < 18;
+      if (inDefect) mask[y * SIZE + x] = 1;
+      for (let c = 0; c < 3; c++) {
+        const base = 100 + 60 * Math.sin((x + seed) / 5) + 30 * Math.cos((y * (c + 1)) / 7);
+        img[(y * SIZE + x) * 3 + c] = inDefect ? 250 : Math.max(0, Math.min(255, Math.round(base)));
+      }
+    }
+  return { img, mask };
+}
+
+function split(
+  name: 'train' | 'val' | 'test',
+  kinds: string[],
+): { images: Uint8Array; masks: Uint8Array | null; records: ImageRecord[] } {
+  const images = new Uint8Array(kinds.length * SIZE * SIZE * 3);
+  const masks = new Uint8Array(kinds.length * SIZE * SIZE);
+  const records = kinds.map((kind, i): ImageRecord => {
+    const { img, mask } = image(i * 7 + name.length, kind !== 'good');
+    images.set(img, i * img.length);
+    masks.set(mask, i * mask.length);
+    const dir = name === 'test' ? `test/${kind}` : 'train/good';
+    return {
+      id: `${dir}/${name}${String(i).padStart(3, '0')}`,
+      source: `widget/${dir}/${name},${i}.png`, // a comma, to exercise CSV quoting
+      split: name,
+      defectType: kind,
+      label: kind === 'good' ? 0 : 1,
+      maskSource: kind === 'good' ? null : `widget/ground_truth/${kind}/${i}_mask.png`,
+    };
+  });
+  return { images, masks: name === 'test' ? masks : null, records };
+}
+
+export interface EvalRun {
+  runDir: string;
+  config: TrainingConfig;
+  results: Partial<Record<StepActivity, StepResult>>;
+  ctx(activity: StepActivity, params?: Record<string, JsonValue>): StepContext;
+}
+
+export async function makeEvalRun(): Promise<EvalRun> {
+  const runDir = await mkdtemp(join(tmpdir(), 'eval-run-'));
+  const config: TrainingConfig = { ...defaultTrainingConfig(), image_size: SIZE, model: { widths: [4, 8] } };
+  const run: EvalRun = {
+    runDir,
+    config,
+    results: {},
+    ctx(activity, params = {}) {
+      return {
+        runDir,
+        pipeline: 'test',
+        runId: 'r1',
+        category: 'widget',
+        dataRoot: join(runDir, 'data'),
+        step: activity,
+        stepDir: join(runDir, 'widget', activity),
+        config,
+        params,
+        inputs: { ...run.results },
+      };
+    },
+  };
+  const pre = run.ctx('preprocess');
+  const manifest = await writeTensorCache(
+    pre.stepDir,
+    {
+      category: 'widget',
+      dataRoot: pre.dataRoot,
+      size: SIZE,
+      defectTypes: ['crack', 'scratch'],
+      skipped: [],
+    },
+    {
+      train: split('train', ['good', 'good']),
+      val: split('val', ['good', 'good', 'good', 'good', 'good']),
+      test: split('test', ['good', 'good', 'good', 'crack', 'crack', 'scratch', 'scratch', 'scratch']),
+    },
+  );
+  run.results.preprocess = await finishStep(
+    pre,
+    'preprocess',
+    new Date(),
+    [await artifact(pre, 'manifest', join(pre.stepDir, 'manifest.json'))],
+    { test: manifest.splits.test.count },
+  );
+  const train = run.ctx('train');
+  const model = buildUNetLite({ imageSize: SIZE, widths: [4, 8], seed: 3 });
+  await saveModel(model, join(train.stepDir, 'best'));
+  model.dispose();
+  run.results.train = await finishStep(
+    train,
+    'train',
+    new Date(),
+    [await artifact(train, 'best_model', join(train.stepDir, 'best', 'model.json'))],
+    { backend: 'wasm', peakRssMb: 512, epochs: 1 },
+  );
+  return run;
+}
