@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../lib/serve/app';
@@ -130,7 +130,7 @@ describe('prediction API', () => {
     ]);
   });
 
-  const bad: [string, () => Promise<Parameters<FastifyInstance['inject']>[0]>, number, string, RegExp][] = [
+  const bad: [string, () => Promise<InjectOptions>, number, string, RegExp][] = [
     [
       'not an image',
       async () => ({

@@ -18,6 +18,7 @@ import { basename, dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { anomalyMapSchema, type TrainingConfig, trainingConfigSchema } from '../config/schema';
+import type { Calibration } from '../eval/calibration';
 import type { JsonValue } from '../steps/contracts';
 import { sha256, sha256File, writeJsonAtomic } from '../util/atomic';
 import { UserError } from '../util/errors';
@@ -129,7 +130,7 @@ export interface LoadedPackage {
   metadata: PackageMetadata;
   preprocess: PreprocessSpec;
   /** null only when loaded with `requireCalibration: false`. */
-  calibration: PackageCalibration | null;
+  calibration: Calibration | null;
   metrics: Record<string, JsonValue> | null;
 }
 
@@ -261,7 +262,7 @@ export async function writePackageFile(
 }
 
 /** Writes calibration.json (called by the threshold step). */
-export async function writeCalibration(packageDir: string, calibration: PackageCalibration): Promise<void> {
+export async function writeCalibration(packageDir: string, calibration: Calibration): Promise<void> {
   const parsed = calibrationSchema.safeParse(calibration);
   if (!parsed.success) {
     throw new UserError(
@@ -390,7 +391,8 @@ export async function validateModelPackage(
   }
   const preprocess = await readJsonFile(join(dir, PACKAGE_FILES.preprocess), preprocessSchema);
   const metadata = await readJsonFile(join(dir, PACKAGE_FILES.metadata), metadataSchema);
-  let calibration: PackageCalibration | null = null;
+  // Typed as lib/eval's Calibration: tsc then proves the schema yields one.
+  let calibration: Calibration | null = null;
   const calPath = join(dir, PACKAGE_FILES.calibration);
   if (manifest.files[PACKAGE_FILES.calibration]) {
     calibration = await readJsonFile(calPath, calibrationSchema);
