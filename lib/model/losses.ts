@@ -1,0 +1,148 @@
+/**
+ * Reconstruction losses of the autoencoder, combined with the weights of `config.loss`.
+ * Every term is a scalar averaged over the batch; `computeLoss` returns the weighted total (for
+ * gradients) and each unweighted term (for logging). Terms with weight 0 are not computed at all.
+ *
+ * Perceptual loss: feature-space L2 through a frozen tfjs model that the user points to with
+ * `loss.perceptual_model`. Without one, the term is DISABLED (weight forced to 0) and a statement
+ * saying so goes into the run metadata: features of an untrained network carry no perceptual meaning,
+ * and the edge and SSIM terms already cover structure.
+ *
+ * Call `compute` inside tf.tidy / tf.variableGrads: intermediates are left to the enclosing scope.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LossConfig } from '../config/schema';
+import { UserError } from '../util/errors';
+import { loadModel } from './io';
+import { ssim } from './ssim';
+
+export type LossTerm = 'mse' | 'ssim' | 'edge' | 'perceptual';
+export const LOSS_TERMS: readonly LossTerm[] = ['mse', 'ssim', 'edge', 'perceptual'];
+
+export interface LossOutput {
+  total: tf.Scalar;
+  terms: Partial<Record<LossTerm, tf.Scalar>>;
+}
+
+export function mseLoss(target: tf.Tensor4D, pred: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => tf.squaredDifference(target, pred).mean() as tf.Scalar);
+}
+
+/** 1 - mean SSIM (Gaussian 11x11, sigma 1.5, dynamic range 1). */
+export function ssimLoss(target: tf.Tensor4D, pred: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => tf.sub(1, ssim(target, pred).mean()) as tf.Scalar);
+}
+
+const SOBEL_X = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
+const SOBEL_Y = [-1, -2, -1, 0, 0, 0, 1, 2, 1];
+/** Keeps sqrt differentiable where the gradient is exactly zero (flat regions). */
+const EDGE_EPS = 1e-6;
+
+/**
+ * Sobel gradient magnitude per channel, [N,H,W,C], zero padding. Channels are folded into the batch
+ * and filtered with one plain conv2d holding both kernels (wasm has no depthwise-conv gradients).
+ */
+export function sobelMagnitude(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w, c] = x.shape;
+    const folded = tf.transpose(x, [0, 3, 1, 2]).reshape([n * c, h, w, 1]) as tf.Tensor4D;
+    const k = tf.tensor4d(
+      SOBEL_X.flatMap((v, i) => [v, SOBEL_Y[i]]),
+      [3, 3, 1, 2],
+    );
+    const g = tf.conv2d(folded, k, 1, 'same');
+    const mag = g.square().sum(3).add(EDGE_EPS).sqrt();
+    return tf.transpose(mag.reshape([n, c, h, w]), [0, 2, 3, 1]) as tf.Tensor4D;
+  });
+}
+
+/** L1 distance between the Sobel gradient magnitudes of target and reconstruction. */
+export function edgeLoss(target: tf.Tensor4D, pred: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => tf.abs(tf.sub(sobelMagnitude(target), sobelMagnitude(pred))).mean() as tf.Scalar);
+}
+
+/** A frozen feature extractor: maps [N,H,W,3] in [0,1] to any feature tensor. */
+export interface FeatureExtractor {
+  features(x: tf.Tensor4D): tf.Tensor;
+  dispose(): void;
+}
+
+export function perceptualLoss(
+  extractor: FeatureExtractor,
+  target: tf.Tensor4D,
+  pred: tf.Tensor4D,
+): tf.Scalar {
+  return tf.tidy(
+    () => tf.squaredDifference(extractor.features(target), extractor.features(pred)).mean() as tf.Scalar,
+  );
+}
+
+/** Loads the user's feature extractor (a tfjs layers model folder) and freezes it. */
+export async function loadFeatureExtractor(dir: string, imageSize: number): Promise<FeatureExtractor> {
+  const model = await loadModel(dir);
+  model.trainable = false;
+  const shape = model.inputs[0]?.shape ?? [];
+  const [h, w, c] = shape.slice(1);
+  if (c !== null && c !== undefined && c !== 3) {
+    throw new UserError(
+      'INVALID_CONFIG',
+      `loss.perceptual_model ${dir}: input has ${c} channels, expected 3 (RGB)`,
+    );
+  }
+  if ((h !== null && h !== imageSize) || (w !== null && w !== imageSize)) {
+    throw new UserError(
+      'INVALID_CONFIG',
+      `loss.perceptual_model ${dir}: input ${h}x${w} does not match image_size ${imageSize} (use a model with a free spatial size)`,
+    );
+  }
+  return {
+    features: (x) => model.apply(x, { training: false }) as tf.Tensor,
+    dispose: () => model.dispose(),
+  };
+}
+
+/** The loss as configured for one run, plus the statement recorded in its metadata. */
+export interface LossFunction {
+  weights: Record<LossTerm, number>;
+  perceptual: { enabled: boolean; statement: string };
+  compute(target: tf.Tensor4D, pred: tf.Tensor4D): LossOutput;
+  dispose(): void;
+}
+
+export async function createLoss(cfg: LossConfig, imageSize: number): Promise<LossFunction> {
+  let extractor: FeatureExtractor | null = null;
+  let statement: string;
+  if (cfg.perceptual > 0 && cfg.perceptual_model) {
+    extractor = await loadFeatureExtractor(cfg.perceptual_model, imageSize);
+    statement = `feature-space L2 through the frozen model ${cfg.perceptual_model}`;
+  } else if (cfg.perceptual > 0) {
+    statement =
+      'disabled: loss.perceptual > 0 but no loss.perceptual_model configured; the term was given weight 0 ' +
+      '(random or untrained features are not perceptual)';
+  } else {
+    statement = 'disabled: loss.perceptual = 0';
+  }
+  const weights: Record<LossTerm, number> = {
+    mse: cfg.mse,
+    ssim: cfg.ssim,
+    edge: cfg.edge,
+    perceptual: extractor ? cfg.perceptual : 0,
+  };
+  return {
+    weights,
+    perceptual: { enabled: extractor !== null, statement },
+    compute(target, pred) {
+      const terms: Partial<Record<LossTerm, tf.Scalar>> = {};
+      if (weights.mse > 0) terms.mse = mseLoss(target, pred);
+      if (weights.ssim > 0) terms.ssim = ssimLoss(target, pred);
+      if (weights.edge > 0) terms.edge = edgeLoss(target, pred);
+      if (weights.perceptual > 0 && extractor) terms.perceptual = perceptualLoss(extractor, target, pred);
+      const parts = (Object.keys(terms) as LossTerm[]).map((k) => tf.mul(terms[k] as tf.Scalar, weights[k]));
+      const total = (parts.length ? tf.addN(parts) : tf.scalar(0)) as tf.Scalar;
+      return { total, terms };
+    },
+    dispose() {
+      extractor?.dispose();
+    },
+  };
+}

@@ -1,0 +1,431 @@
+/**
+ * The training loop: seeded batches from the uint8 cache (augmented per config), Adam/AdamW with
+ * global-norm gradient clipping, per-epoch LR schedule, validation pass, early stopping, checkpoints
+ * (periodic, best, and on cancellation) and resume from the newest valid checkpoint.
+ *
+ * Reproducibility: one Rng (seeded by config.seed) drives the data order and the augmentation; its
+ * state is checkpointed, so an interrupted and resumed run sees the same batches as an uninterrupted
+ * one and ends at the same epoch count.
+ */
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import type { TrainingConfig } from '../config/schema';
+import { augmentBatch, toFloatBatch } from '../data/augment';
+import type { CachedSplit } from '../data/tensor-cache';
+import type { LossFunction, LossTerm } from '../model/losses';
+import { createLoss } from '../model/losses';
+import { configHash } from '../model/package';
+import { buildUNetLite } from '../model/unet';
+import type { RunTracker } from '../monitor/tracker';
+import { Rng } from '../util/rng';
+import {
+  BEST_CHECKPOINT,
+  type EpochRecord,
+  epochCheckpointName,
+  findLatestValidCheckpoint,
+  loadCheckpoint,
+  type PartialEpoch,
+  pruneCheckpoints,
+  saveCheckpoint,
+  type TrainState,
+} from './checkpoints';
+import { EarlyStopping } from './early-stopping';
+import { LrSchedule } from './schedule';
+
+export interface TrainLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
+export interface TrainProgress {
+  stage: 'train' | 'validate' | 'checkpoint';
+  epoch: number;
+  totalEpochs: number;
+  batch: number;
+  totalBatches: number;
+  loss?: number;
+  terms?: Partial<Record<LossTerm, number>>;
+  valLoss?: number;
+  imagesPerSec?: number;
+  etaSec?: number;
+  /** Absolute path of the newest checkpoint written so far. */
+  checkpoint?: string;
+}
+
+export interface TrainOptions {
+  config: TrainingConfig;
+  train: CachedSplit;
+  /** Validation split; null or empty: the epoch's training loss stands in for it. */
+  val: CachedSplit | null;
+  /** Folder holding `epoch-NNNN/` and `best/` checkpoints. */
+  checkpointDir: string;
+  /** Resume from this checkpoint folder (else the newest valid one in checkpointDir, if any). */
+  resumeFrom?: string | null;
+  signal?: AbortSignal;
+  onProgress?: (p: TrainProgress) => void;
+  tracker?: RunTracker | null;
+  logger?: TrainLogger;
+  /** Log reconstruction images every N epochs (0: never). Default 5. */
+  imageEvery?: number;
+}
+
+export interface TrainResult {
+  model: tf.LayersModel;
+  history: EpochRecord[];
+  epochsRun: number;
+  bestEpoch: number | null;
+  bestValLoss: number | null;
+  stoppedEarly: boolean;
+  resumedFrom: string | null;
+  bestCheckpoint: string | null;
+  lastCheckpoint: string | null;
+  perceptual: LossFunction['perceptual'];
+  lossWeights: Record<LossTerm, number>;
+  trainSeconds: number;
+  meanImagesPerSec: number | null;
+}
+
+/** Thrown after the cancellation checkpoint is written. */
+export class TrainingCancelled extends Error {
+  constructor(readonly checkpoint: string) {
+    super(`training cancelled; state saved in ${checkpoint}`);
+    this.name = 'TrainingCancelled';
+  }
+}
+
+const noopLogger: TrainLogger = { info: () => {}, warn: () => {} };
+
+interface StepOutput {
+  loss: number;
+  terms: Partial<Record<LossTerm, number>>;
+}
+
+/** One optimisation step; every intermediate tensor is released. */
+function trainOnBatch(
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  loss: LossFunction,
+  x: tf.Tensor4D,
+  cfg: TrainingConfig,
+  lr: number,
+): StepOutput {
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  let termTensors: Partial<Record<LossTerm, tf.Scalar>> = {};
+  const { value, grads } = tf.variableGrads(() => {
+    const pred = model.apply(x, { training: true }) as tf.Tensor4D;
+    const out = loss.compute(x, pred);
+    termTensors = Object.fromEntries(Object.entries(out.terms).map(([k, t]) => [k, tf.keep(t)]));
+    return out.total;
+  }, vars);
+  tf.tidy(() => {
+    let g = grads;
+    if (cfg.grad_clip !== null) {
+      const norm = tf.sqrt(tf.addN(Object.values(grads).map((t) => tf.sum(tf.square(t))))).dataSync()[0];
+      if (norm > cfg.grad_clip) {
+        const scale = cfg.grad_clip / (norm + 1e-12);
+        g = Object.fromEntries(Object.entries(grads).map(([k, t]) => [k, tf.mul(t, scale)]));
+      }
+    }
+    optimizer.applyGradients(g);
+    // AdamW: decoupled weight decay on kernels (not biases), w <- w - lr * wd * w.
+    if (cfg.optimizer.name === 'adamw' && cfg.optimizer.weight_decay > 0) {
+      const keep = 1 - lr * cfg.optimizer.weight_decay;
+      for (const v of vars) if (v.shape.length > 1) v.assign(tf.mul(v, keep));
+    }
+  });
+  const lossValue = value.dataSync()[0];
+  const terms: Partial<Record<LossTerm, number>> = {};
+  for (const [k, t] of Object.entries(termTensors) as [LossTerm, tf.Scalar][]) {
+    terms[k] = t.dataSync()[0];
+    t.dispose();
+  }
+  value.dispose();
+  tf.dispose(grads);
+  return { loss: lossValue, terms };
+}
+
+function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
+  // tfjs optimizers read `learningRate` on every applyGradients call.
+  (optimizer as unknown as { learningRate: number }).learningRate = lr;
+}
+
+export function createOptimizer(cfg: TrainingConfig): tf.Optimizer {
+  return tf.train.adam(cfg.optimizer.lr);
+}
+
+function batchTensor(data: Float32Array, n: number, size: number): tf.Tensor4D {
+  return tf.tensor4d(data, [n, size, size, 3]);
+}
+
+async function validate(
+  model: tf.LayersModel,
+  loss: LossFunction,
+  val: CachedSplit,
+  batchSize: number,
+): Promise<number> {
+  let sum = 0;
+  for (let start = 0; start < val.count; start += batchSize) {
+    const idx = Array.from({ length: Math.min(batchSize, val.count - start) }, (_, i) => start + i);
+    const v = tf.tidy(() => {
+      const x = batchTensor(toFloatBatch(val.images, idx, val.size), idx.length, val.size);
+      return loss.compute(x, model.predict(x) as tf.Tensor4D).total;
+    });
+    sum += v.dataSync()[0] * idx.length;
+    v.dispose();
+  }
+  return sum / val.count;
+}
+
+/** A side-by-side PNG strip: inputs on top, reconstructions below. */
+async function reconstructionPng(model: tf.LayersModel, split: CachedSplit, n: number): Promise<Uint8Array> {
+  const k = Math.min(n, split.count);
+  const idx = Array.from({ length: k }, (_, i) => i);
+  const s = split.size;
+  const pixels = tf.tidy(() => {
+    const x = batchTensor(toFloatBatch(split.images, idx, s), k, s);
+    const y = model.predict(x) as tf.Tensor4D;
+    const row = (t: tf.Tensor4D) => tf.concat(tf.unstack(t), 1); // [s, k*s, 3]
+    return tf
+      .concat([row(x), row(y)], 0)
+      .mul(255)
+      .clipByValue(0, 255)
+      .cast('int32');
+  });
+  const data = Uint8Array.from(pixels.dataSync());
+  pixels.dispose();
+  return sharp(data, { raw: { width: k * s, height: 2 * s, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const { config: cfg, train: data, checkpointDir } = opts;
+  const log = opts.logger ?? noopLogger;
+  const val = opts.val && opts.val.count > 0 ? opts.val : null;
+  if (data.count === 0) throw new Error('no training images');
+  if (data.size !== cfg.image_size) {
+    throw new Error(`tensor cache holds ${data.size}px images but training.image_size is ${cfg.image_size}`);
+  }
+  const totalEpochs = cfg.epochs;
+  const batchSize = Math.min(cfg.batch_size, data.count);
+  const batchesPerEpoch = Math.ceil(data.count / batchSize);
+  const imageEvery = opts.imageEvery ?? 5;
+  const hash = configHash(cfg);
+
+  const model = buildUNetLite({ imageSize: cfg.image_size, widths: cfg.model.widths, seed: cfg.seed });
+  const optimizer = createOptimizer(cfg);
+  const loss = await createLoss(cfg.loss, cfg.image_size);
+  const schedule = new LrSchedule(cfg.lr_schedule, cfg.optimizer.lr, totalEpochs);
+  const early = new EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta);
+  const rng = new Rng(cfg.seed);
+  let state: TrainState = {
+    epoch: 0,
+    totalEpochs,
+    rngState: rng.state,
+    schedule: schedule.state,
+    early: early.state,
+    history: [],
+    partial: null,
+    configHash: hash,
+  };
+
+  const resumeDir = opts.resumeFrom ?? (await findLatestValidCheckpoint(checkpointDir, (m) => log.warn(m)));
+  if (resumeDir) {
+    state = await loadCheckpoint(resumeDir, model, optimizer);
+    if (state.configHash !== hash) {
+      log.warn(`resuming from ${resumeDir} although the training config changed since it was written`);
+    }
+    schedule.state = state.schedule;
+    early.state = state.early;
+    rng.state = state.rngState;
+    log.info(`resumed from ${resumeDir} after epoch ${state.epoch}/${totalEpochs}`);
+  }
+
+  let lastCheckpoint: string | null = resumeDir;
+  let bestCheckpoint: string | null =
+    early.state.bestEpoch !== null ? join(checkpointDir, BEST_CHECKPOINT) : null;
+  const snapshot = (partial: PartialEpoch | null): TrainState => ({
+    ...state,
+    rngState: partial ? partial.rngState : rng.state,
+    schedule: schedule.state,
+    early: early.state,
+    partial,
+  });
+  const started = performance.now();
+  let imagesSeen = 0;
+  let computeSeconds = 0;
+
+  try {
+    while (state.epoch < totalEpochs && !early.stopped) {
+      const epoch = state.epoch; // 0-based index of the epoch being run
+      const lr = schedule.lrForEpoch(epoch);
+      setLearningRate(optimizer, lr);
+      // A partial epoch (cancelled mid-way) continues with its saved order and RNG.
+      const p = state.partial && state.partial.epoch === epoch ? state.partial : null;
+      const order = p ? p.order : rng.shuffle(Array.from({ length: data.count }, (_, i) => i));
+      if (p) rng.state = p.rngState;
+      let lossSum = p?.lossSum ?? 0;
+      const termSums: Record<string, number> = { ...(p?.termSums ?? {}) };
+      let seen = p?.seen ?? 0;
+      let epochSeconds = p?.seconds ?? 0;
+      let tEpoch = performance.now();
+      for (let b = p?.nextBatch ?? 0; b < batchesPerEpoch; b++) {
+        if (opts.signal?.aborted) {
+          epochSeconds += (performance.now() - tEpoch) / 1000;
+          const partial: PartialEpoch = {
+            epoch,
+            nextBatch: b,
+            order,
+            rngState: rng.state,
+            lossSum,
+            termSums,
+            seen,
+            seconds: epochSeconds,
+          };
+          const dir = await saveCheckpoint(
+            checkpointDir,
+            epochCheckpointName(epoch),
+            model,
+            optimizer,
+            snapshot(partial),
+          );
+          log.warn(`cancelled in epoch ${epoch + 1}, batch ${b}; checkpoint ${dir}`);
+          throw new TrainingCancelled(dir);
+        }
+        const idx = order.slice(b * batchSize, (b + 1) * batchSize);
+        const t0 = performance.now();
+        const floats = augmentBatch(data.images, idx, data.size, cfg.augmentation, rng);
+        const x = batchTensor(floats, idx.length, data.size);
+        const out = trainOnBatch(model, optimizer, loss, x, cfg, lr);
+        x.dispose();
+        const dt = (performance.now() - t0) / 1000;
+        computeSeconds += dt;
+        imagesSeen += idx.length;
+        lossSum += out.loss * idx.length;
+        for (const [k, v] of Object.entries(out.terms)) termSums[k] = (termSums[k] ?? 0) + v * idx.length;
+        seen += idx.length;
+        const ips = imagesSeen / computeSeconds;
+        const remainingImages =
+          (batchesPerEpoch - b - 1) * batchSize + (totalEpochs - epoch - 1) * data.count;
+        opts.onProgress?.({
+          stage: 'train',
+          epoch: epoch + 1,
+          totalEpochs,
+          batch: b + 1,
+          totalBatches: batchesPerEpoch,
+          loss: out.loss,
+          terms: out.terms,
+          imagesPerSec: ips,
+          etaSec: remainingImages / ips,
+          checkpoint: lastCheckpoint ?? undefined,
+        });
+        if (!Number.isFinite(out.loss))
+          throw new Error(`loss is ${out.loss} at epoch ${epoch + 1}, batch ${b + 1}`);
+      }
+      epochSeconds += (performance.now() - tEpoch) / 1000;
+      tEpoch = performance.now();
+      const trainLoss = lossSum / seen;
+      opts.onProgress?.({
+        stage: 'validate',
+        epoch: epoch + 1,
+        totalEpochs,
+        batch: batchesPerEpoch,
+        totalBatches: batchesPerEpoch,
+      });
+      const valLoss = val ? await validate(model, loss, val, batchSize) : trainLoss;
+      const terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen]));
+      const record: EpochRecord = {
+        epoch: epoch + 1,
+        lr,
+        loss: trainLoss,
+        terms,
+        valLoss,
+        imagesPerSec: seen / Math.max(epochSeconds, 1e-9),
+        seconds: epochSeconds,
+      };
+      schedule.observe(valLoss);
+      const improved = early.update(valLoss, epoch + 1);
+      state = { ...state, epoch: epoch + 1, history: [...state.history, record], partial: null };
+
+      opts.onProgress?.({
+        stage: 'checkpoint',
+        epoch: epoch + 1,
+        totalEpochs,
+        batch: batchesPerEpoch,
+        totalBatches: batchesPerEpoch,
+        valLoss,
+      });
+      if (improved)
+        bestCheckpoint = await saveCheckpoint(
+          checkpointDir,
+          BEST_CHECKPOINT,
+          model,
+          optimizer,
+          snapshot(null),
+        );
+      const last = state.epoch === totalEpochs || early.stopped;
+      if (state.epoch % cfg.checkpoint.every_epochs === 0 || last) {
+        lastCheckpoint = await saveCheckpoint(
+          checkpointDir,
+          epochCheckpointName(state.epoch),
+          model,
+          optimizer,
+          snapshot(null),
+        );
+        await pruneCheckpoints(checkpointDir, cfg.checkpoint.keep_last);
+      }
+      log.info(
+        `epoch ${state.epoch}/${totalEpochs} loss ${trainLoss.toFixed(5)} val ${valLoss.toFixed(5)} lr ${lr.toExponential(2)} ${record.imagesPerSec.toFixed(1)} img/s${improved ? ' (best)' : ''}`,
+      );
+      if (opts.tracker) {
+        const scalars: Record<string, number> = {
+          'loss/total': trainLoss,
+          'val/loss': valLoss,
+          lr,
+          images_per_sec: record.imagesPerSec,
+        };
+        for (const [k, v] of Object.entries(terms)) scalars[`loss/${k}`] = v;
+        await opts.tracker.logScalars(state.epoch, scalars);
+        if (imageEvery > 0 && (state.epoch % imageEvery === 0 || state.epoch === 1 || last)) {
+          const png = await reconstructionPng(model, val ?? data, 4);
+          await opts.tracker.logImages(state.epoch, [{ tag: 'reconstruction', png }]);
+        }
+      }
+      opts.onProgress?.({
+        stage: 'train',
+        epoch: state.epoch,
+        totalEpochs,
+        batch: batchesPerEpoch,
+        totalBatches: batchesPerEpoch,
+        loss: trainLoss,
+        valLoss,
+        checkpoint: lastCheckpoint ?? undefined,
+      });
+      if (early.stopped)
+        log.info(`early stopping after epoch ${state.epoch} (best ${early.state.bestEpoch})`);
+    }
+  } catch (err) {
+    model.dispose();
+    throw err;
+  } finally {
+    loss.dispose();
+    optimizer.dispose();
+  }
+  const es = early.state;
+  return {
+    model,
+    history: state.history,
+    epochsRun: state.epoch,
+    bestEpoch: es.bestEpoch,
+    bestValLoss: es.best,
+    stoppedEarly: es.stopped,
+    resumedFrom: resumeDir,
+    bestCheckpoint,
+    lastCheckpoint,
+    perceptual: loss.perceptual,
+    lossWeights: loss.weights,
+    trainSeconds: (performance.now() - started) / 1000,
+    meanImagesPerSec: computeSeconds > 0 ? imagesSeen / computeSeconds : null,
+  };
+}
