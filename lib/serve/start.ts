@@ -1,0 +1,32 @@
+/**
+ * Loads model packages and starts listening: what `npm run serve`, the latency benchmark and the
+ * browser test share. The tfjs inference backend must be selected before calling.
+ */
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { buildServer, type ServeOptions } from './app';
+import { loadServedModels, type ServedModel, type SkippedPackage } from './models';
+
+export interface StartOptions extends Omit<ServeOptions, 'models'> {
+  /** A package folder or a runs folder (see loadServedModels). */
+  models: string;
+  host?: string;
+  /** 0: any free port. */
+  port?: number;
+  /** Requests waiting per model before 503 BUSY. */
+  maxQueue?: number;
+  logger?: FastifyBaseLogger | boolean;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  models: ServedModel[];
+  skipped: SkippedPackage[];
+}
+
+export async function startServer(opts: StartOptions): Promise<RunningServer> {
+  const { models, skipped } = await loadServedModels(opts.models, { maxPending: opts.maxQueue });
+  const { app } = await buildServer({ ...opts, models });
+  const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
+  return { app, url: address, models, skipped };
+}
