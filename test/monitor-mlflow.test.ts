@@ -126,10 +126,13 @@ describe.skipIf(!HAVE_MLFLOW)('MLflow against a real `mlflow server`', () => {
     await tracker.close('FAILED'); // as if the attempt crashed
 
     // Retried attempt: same runName -> same MLflow run, continues the history.
+    // Its changed param is rejected by MLflow (params are immutable): warned and dropped, the rest still arrives.
     const retry = await createRunTracker(opts);
+    await retry.logParams({ lr: 0.002 });
     await retry.logScalars(4, { 'loss/mse': 0.2 });
     await retry.close('FINISHED');
-    expect(lines.filter((l) => l.level === 40)).toEqual([]);
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings.map((l) => [l.msg, l.op])).toEqual([['MLflow rejected a request; dropped', 'params']]);
     const ready = lines.filter((l) => l.msg === 'MLflow run ready');
     expect(ready.map((l) => l.resumed)).toEqual([false, true]);
     const runId = ready[0].mlflowRunId as string;

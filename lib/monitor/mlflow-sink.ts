@@ -44,6 +44,7 @@ export class MlflowSink {
   private draining: Promise<void> | null = null;
   private pausedUntil = 0;
   private warnedDown = false;
+  private readonly warnedRejected = new Set<Op['kind']>();
   private dropped = 0;
   private readonly cooldownMs: number;
   private readonly maxQueue: number;
@@ -152,7 +153,10 @@ export class MlflowSink {
         this.pausedUntil = 0;
       } catch (err) {
         if (err instanceof MlflowHttpError && err.permanent && this.run) {
-          this.opts.logger?.warn(
+          // Once per kind of request: a bad metric key would otherwise warn every epoch.
+          const level = this.warnedRejected.has(op.kind) ? 'debug' : 'warn';
+          this.warnedRejected.add(op.kind);
+          this.opts.logger?.[level](
             { mlflowUri: this.uri, op: op.kind, reason: err.message },
             'MLflow rejected a request; dropped',
           );

@@ -66,9 +66,10 @@ export async function createRunTracker(opts: RunTrackerOptions): Promise<RunTrac
       await events.addScalars(step, scalars);
     },
     async logImages(step, images) {
-      for (const { tag, png } of images)
+      await events.addImages(step, images); // first: it rejects non-PNG bytes before anything is queued
+      for (const { tag, png } of images) {
         mlflow?.logArtifactBytes(`images/${safePath(tag)}/step_${step}.png`, png);
-      await events.addImages(step, images);
+      }
     },
     async logArtifacts(files) {
       for (const f of files) mlflow?.logArtifactFile(f.path, f.artifactPath);
