@@ -272,6 +272,71 @@ function conv2DBackpropFilter(args: {
   return dw;
 }
 
+/** Source index of output index `o` in tfjs' nearest-neighbour resize (same formula as the forward op). */
+function nearestSource(
+  o: number,
+  inSize: number,
+  outSize: number,
+  alignCorners: boolean,
+  halfPixel: boolean,
+): number {
+  const effIn = alignCorners && outSize > 1 ? inSize - 1 : inSize;
+  const effOut = alignCorners && outSize > 1 ? outSize - 1 : outSize;
+  const frac = (effIn / effOut) * (halfPixel ? o + 0.5 : o);
+  const src = Math.min(inSize - 1, alignCorners ? Math.round(frac) : Math.floor(frac));
+  return halfPixel ? Math.max(0, src) : src;
+}
+
+/**
+ * ResizeNearestNeighborGrad: dx[i] = sum of dy over the output pixels whose nearest source is i.
+ * The wasm backend's own kernel disagrees with the cpu backend and with this definition (measured:
+ * relative error ~1 on a 2x upsampling), which silently corrupts every gradient below a U-Net's
+ * upsampling layers. The common 2x/integer case (no align-corners, no half-pixel) is sum pooling,
+ * run as XNNPACK AvgPool x k*k; anything else uses a direct scatter-add on the heap.
+ */
+function resizeNearestNeighborGrad(args: {
+  inputs: Record<string, TensorInfo>;
+  backend: BackendWasm;
+  attrs?: Attrs;
+}) {
+  const { inputs, backend } = args;
+  const attrs = args.attrs ?? {};
+  const { images, dy } = inputs;
+  const alignCorners = Boolean(attrs.alignCorners);
+  const halfPixel = Boolean(attrs.halfPixelCenters);
+  const [n, inH, inW, c] = images.shape;
+  const [, outH, outW] = dy.shape;
+  const fy = outH / inH;
+  const fx = outW / inW;
+  if (!alignCorners && !halfPixel && Number.isInteger(fy) && Number.isInteger(fx)) {
+    const pooled = run(
+      backend,
+      'AvgPool',
+      { x: dy },
+      { filterSize: [fy, fx], strides: [fy, fx], pad: 'valid', dimRoundingMode: undefined },
+    );
+    const k = backend.makeOutput([], 'float32');
+    heapF32(backend, k)[0] = fy * fx;
+    const out = run(backend, 'Multiply', { a: pooled, b: k });
+    dispose(backend, pooled, k);
+    return out;
+  }
+  const srcY = Array.from({ length: outH }, (_, o) => nearestSource(o, inH, outH, alignCorners, halfPixel));
+  const srcX = Array.from({ length: outW }, (_, o) => nearestSource(o, inW, outW, alignCorners, halfPixel));
+  const out = backend.makeOutput([n, inH, inW, c], 'float32');
+  const dx = heapF32(backend, out);
+  const g = heapF32(backend, dy);
+  dx.fill(0);
+  for (let b = 0; b < n; b++)
+    for (let y = 0; y < outH; y++)
+      for (let x = 0; x < outW; x++) {
+        const src = ((b * outH + y) * outW + x) * c;
+        const dst = ((b * inH + srcY[y]) * inW + srcX[x]) * c;
+        for (let ch = 0; ch < c; ch++) dx[dst + ch] += g[src + ch];
+      }
+  return out;
+}
+
 /**
  * Registers the training kernels on the wasm backend. Idempotent; safe to call before or after
  * `tf.setBackend('wasm')` (kernels are looked up per call).
@@ -289,7 +354,14 @@ export function registerWasmTrainingKernels(): void {
     backendName: BACKEND,
     kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
   });
-  if (tf.getKernel('Conv2DBackpropFilter', BACKEND)) tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
+  for (const name of ['Conv2DBackpropFilter', 'ResizeNearestNeighborGrad']) {
+    if (tf.getKernel(name, BACKEND)) tf.unregisterKernel(name, BACKEND);
+  }
+  tf.registerKernel({
+    kernelName: 'ResizeNearestNeighborGrad',
+    backendName: BACKEND,
+    kernelFunc: resizeNearestNeighborGrad as unknown as tf.KernelFunc,
+  });
   tf.registerKernel({
     kernelName: 'Conv2DBackpropFilter',
     backendName: BACKEND,

@@ -94,6 +94,8 @@ export async function saveCheckpoint(
     await saveModel(model, join(tmp, 'model'));
     const named = await optimizer.getWeights();
     const { data, specs } = await tf.io.encodeWeights(named);
+    // getWeights() returns the live moment variables plus a fresh iterations scalar (first entry).
+    named[0]?.tensor.dispose();
     await writeFileAtomic(join(tmp, 'optimizer.bin'), new Uint8Array(data));
     await writeJsonAtomic(join(tmp, 'optimizer.json'), { specs });
     await writeJsonAtomic(join(tmp, 'state.json'), state);

@@ -1,6 +1,12 @@
 /** Tiny in-memory datasets and configs for model/train tests (32 px, a handful of images). */
+
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type TrainingConfig, trainingConfigSchema } from '../../lib/config/schema';
-import type { CachedSplit } from '../../lib/data/tensor-cache';
+import { type CachedSplit, writeTensorCache } from '../../lib/data/tensor-cache';
+import type { StepContext } from '../../lib/steps/contracts';
+import { artifact, finishStep } from '../../lib/steps/result';
 
 /** Smooth random-ish patterns (deterministic per seed) so the autoencoder has something to learn. */
 export function tinySplit(
@@ -27,7 +33,23 @@ export function tinySplit(
           images[((n * size + y) * size + x) * 3 + c] = Math.round(v * 255);
         }
   }
-  return { split, count, size, channels: 3, images, masks: null, records: [] };
+  const records = Array.from({ length: count }, (_, i) => ({
+    id: `${split}/${i}`,
+    source: `widget/train/good/${split}${i}.png`,
+    split,
+    defectType: 'good',
+    label: 0 as const,
+    maskSource: null,
+  }));
+  return {
+    split,
+    count,
+    size,
+    channels: 3,
+    images,
+    masks: split === 'test' ? new Uint8Array(count * size * size) : null,
+    records,
+  };
 }
 
 export function tinyConfig(overrides: Record<string, unknown> = {}): TrainingConfig {
@@ -43,4 +65,75 @@ export function tinyConfig(overrides: Record<string, unknown> = {}): TrainingCon
     backend: 'wasm',
     ...overrides,
   });
+}
+
+/** Loose tolerance comparison helper: max |a-b| / max(1, max |a|). */
+export function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let s = 1;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    s = Math.max(s, Math.abs(a[i]));
+  }
+  return d / s;
+}
+
+/** A run directory with a finished preprocess step (tensor cache of tiny splits) and a train ctx. */
+export async function preprocessedRun(
+  trainCount = 8,
+  valCount = 4,
+): Promise<{
+  runDir: string;
+  ctx(config: TrainingConfig): StepContext;
+}> {
+  const runDir = await mkdtemp(join(tmpdir(), 'train-run-'));
+  const base = (step: string, config: TrainingConfig, inputs: StepContext['inputs']): StepContext => ({
+    runDir,
+    pipeline: 'test',
+    runId: 'r1',
+    category: 'widget',
+    dataRoot: join(runDir, 'data'),
+    step,
+    stepDir: join(runDir, 'widget', step),
+    config,
+    params: {},
+    inputs,
+  });
+  const pre = base('preprocess', tinyConfig(), {});
+  const tr = tinySplit(trainCount, 32, 1, 'train');
+  const va = tinySplit(valCount, 32, 2, 'val');
+  const te = tinySplit(2, 32, 3, 'test');
+  await writeTensorCache(
+    pre.stepDir,
+    { category: 'widget', dataRoot: pre.dataRoot, size: 32, defectTypes: [], skipped: [] },
+    {
+      train: { images: tr.images, masks: null, records: tr.records },
+      val: { images: va.images, masks: null, records: va.records },
+      test: { images: te.images, masks: te.masks, records: te.records },
+    },
+  );
+  const preprocess = await finishStep(
+    pre,
+    'preprocess',
+    new Date(),
+    [await artifact(pre, 'manifest', join(pre.stepDir, 'manifest.json'))],
+    {},
+  );
+  return { runDir, ctx: (config) => base('train', config, { preprocess }) };
+}
+
+/** The configuration the crash-resume child and its in-process reference both train. */
+export function childConfig(): TrainingConfig {
+  return tinyConfig({
+    epochs: 5,
+    checkpoint: { every_epochs: 1, keep_last: 2 },
+    lr_schedule: { name: 'cosine' },
+  });
+}
+
+/** The reproducible part of an epoch record (timings excluded). */
+export function lossesOf(
+  history: { loss: number; valLoss: number; terms: Record<string, number>; lr: number }[],
+) {
+  return history.map((h) => ({ loss: h.loss, valLoss: h.valLoss, terms: h.terms, lr: h.lr }));
 }
