@@ -2,8 +2,8 @@
  * `npm run serve -- --models <package dir | runs dir> [--port 8080 --host 127.0.0.1 --token T --max-body-mb 10]`
  * Serves the prediction API, the web page (/) and the loaded runs' reports (/reports/).
  */
-import { Command, InvalidArgumentError } from 'commander';
-import { useInferenceBackend } from '../lib/eval/runtime';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { createLogger } from '../lib/monitor/logger';
 import { startServer } from '../lib/serve/start';
 import { describeError, isUserError } from '../lib/util/errors';
@@ -38,6 +38,11 @@ const program = new Command('serve')
   .option('--max-pixels <n>', 'largest image (width*height) accepted', positive('pixel count'), 40_000_000)
   .option('--max-batch <n>', 'images per /v1/predict/batch request', positive('count'), 16)
   .option('--max-queue <n>', 'requests waiting per model before answering 503', positive('count'), 32)
+  .addOption(
+    new Option('--backend <name>', 'tfjs backend for inference')
+      .choices(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu'])
+      .default('auto'),
+  )
   .parse();
 
 const opts = program.opts<{
@@ -49,12 +54,14 @@ const opts = program.opts<{
   maxPixels: number;
   maxBatch: number;
   maxQueue: number;
+  backend: BackendPreference;
 }>();
 
 const log = createLogger({ service: 'serve' });
 
 async function main(): Promise<void> {
-  const backend = await useInferenceBackend();
+  const backend = await selectBackend(opts.backend, 'infer');
+  for (const note of backend.notes) log.info(`backend: ${note}`);
   const token = opts.token ?? process.env.ANOMALY_SPOTTER_TOKEN ?? null;
   const server = await startServer({
     models: opts.models,
@@ -77,7 +84,9 @@ async function main(): Promise<void> {
   if (!token && opts.host !== '127.0.0.1' && opts.host !== 'localhost') {
     log.warn(`listening on ${opts.host} without a token: anyone who can reach it can use the API`);
   }
-  log.info(`backend ${backend}; open ${server.url}/ (API docs: ${server.url}/openapi.json)`);
+  log.info(
+    `backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
+  );
   const stop = async (signal: string) => {
     log.info(`${signal}: finishing in-flight requests`);
     await server.app.close();
