@@ -1,12 +1,7 @@
-import '@tensorflow/tfjs-backend-wasm';
-import * as tf from '@tensorflow/tfjs';
+import type { TrainingConfig } from '../config/schema';
+import { selectBackend } from '../model/backend';
 
-/**
- * Backend for evaluation-side inference. Interim: wasm (the one backend that works everywhere here);
- * to be replaced by lib/model/backend.ts `selectBackend(pref, 'infer')` once that lands.
- */
-export async function useInferenceBackend(): Promise<string> {
-  if (tf.getBackend() !== 'wasm') await tf.setBackend('wasm');
-  await tf.ready();
-  return tf.getBackend();
+/** Activates the inference backend the config asks for (same selection as serving) and returns its name. */
+export async function useInferenceBackend(pref: TrainingConfig['backend']): Promise<string> {
+  return (await selectBackend(pref, 'infer')).name;
 }

@@ -21,7 +21,7 @@ export const validateStep: StepFunction = async (ctx, hooks) => {
   const startedAt = new Date();
   const preprocessDir = dirname(inputPath(ctx, 'preprocess', 'manifest'));
   const modelDir = dirname(inputPath(ctx, 'train', 'best_model'));
-  const backend = await useInferenceBackend();
+  const backend = await useInferenceBackend(ctx.config.backend);
   const batchSize = inferenceBatchSize(ctx);
   const model = await loadModel(modelDir);
   try {

@@ -17,16 +17,23 @@ import { artifact, finishStep } from '../../lib/steps/result';
 
 export const SIZE = 32;
 
-function image(seed: number, defect: boolean): { img: Uint8Array; mask: Uint8Array } {
+/** `kind`: 'good'; 'good+spot' (a bright unlabelled spot: a false positive); a defect type; '<type>~' (a faint one). */
+function image(seed: number, kind: string): { img: Uint8Array; mask: Uint8Array } {
+  const defect = !kind.startsWith('good');
+  const spot = kind === 'good+spot';
+  const faint = kind.endsWith('~');
   const img = new Uint8Array(SIZE * SIZE * 3);
   const mask = new Uint8Array(SIZE * SIZE);
   for (let y = 0; y < SIZE; y++)
     for (let x = 0; x < SIZE; x++) {
-      const inDefect = defect && x >= 8 + (seed % 5) && x < 16 + (seed % 5) && y >= 10 && y < 18;
+      const inBox = x >= 8 + (seed % 5) && x < 16 + (seed % 5) && y >= 10 && y < 18;
+      const inDefect = defect && inBox;
       if (inDefect) mask[y * SIZE + x] = 1;
       for (let c = 0; c < 3; c++) {
         const base = 100 + 60 * Math.sin((x + seed) / 5) + 30 * Math.cos((y * (c + 1)) / 7);
-        img[(y * SIZE + x) * 3 + c] = inDefect ? 250 : Math.max(0, Math.min(255, Math.round(base)));
+        const bright = (inDefect && !faint) || (spot && inBox);
+        const v = bright ? 250 : inDefect ? base + 4 : base;
+        img[(y * SIZE + x) * 3 + c] = Math.max(0, Math.min(255, Math.round(v)));
       }
     }
   return { img, mask };
@@ -39,17 +46,18 @@ function split(
   const images = new Uint8Array(kinds.length * SIZE * SIZE * 3);
   const masks = new Uint8Array(kinds.length * SIZE * SIZE);
   const records = kinds.map((kind, i): ImageRecord => {
-    const { img, mask } = image(i * 7 + name.length, kind !== 'good');
+    const { img, mask } = image(i * 7 + name.length, kind);
+    const type = kind.replace(/[~]$/, '').replace('good+spot', 'good');
     images.set(img, i * img.length);
     masks.set(mask, i * mask.length);
-    const dir = name === 'test' ? `test/${kind}` : 'train/good';
+    const dir = name === 'test' ? `test/${type}` : 'train/good';
     return {
       id: `${dir}/${name}${String(i).padStart(3, '0')}`,
       source: `widget/${dir}/${name},${i}.png`, // a comma, to exercise CSV quoting
       split: name,
-      defectType: kind,
-      label: kind === 'good' ? 0 : 1,
-      maskSource: kind === 'good' ? null : `widget/ground_truth/${kind}/${i}_mask.png`,
+      defectType: type,
+      label: type === 'good' ? 0 : 1,
+      maskSource: type === 'good' ? null : `widget/ground_truth/${type}/${i}_mask.png`,
     };
   });
   return { images, masks: name === 'test' ? masks : null, records };
@@ -97,7 +105,7 @@ export async function makeEvalRun(): Promise<EvalRun> {
     {
       train: split('train', ['good', 'good']),
       val: split('val', ['good', 'good', 'good', 'good', 'good']),
-      test: split('test', ['good', 'good', 'good', 'crack', 'crack', 'scratch', 'scratch', 'scratch']),
+      test: split('test', ['good', 'good', 'good+spot', 'crack', 'crack', 'scratch', 'scratch', 'scratch~']),
     },
   );
   run.results.preprocess = await finishStep(

@@ -1,0 +1,82 @@
+import type { MetricValue } from '../eval/metric-value';
+
+/**
+ * The original system's targets, checked per category and in the cross-category summary.
+ * `met` is null when the quantity was not measured or is undefined (never silently true/false).
+ */
+export interface TargetCheck {
+  name: string;
+  target: string;
+  value: number | null;
+  unit: string;
+  met: boolean | null;
+  note?: string;
+}
+
+export const TARGETS = { imageAuroc: 0.95, f1: 0.9, latencyMs: 100, trainingMemoryMb: 2048 } as const;
+
+export function targetChecks(q: {
+  imageAuroc: MetricValue;
+  f1: MetricValue;
+  meanLatencyMs: number | null;
+  peakRssMb: number | null;
+}): TargetCheck[] {
+  const check = (
+    name: string,
+    target: string,
+    m: MetricValue | number | null,
+    unit: string,
+    ok: (v: number) => boolean,
+    missing: string,
+  ): TargetCheck => {
+    const value = m === null ? null : typeof m === 'number' ? m : m.value;
+    const reason =
+      m !== null && typeof m === 'object' && m.value === null ? `undefined: ${m.reason}` : missing;
+    return value === null
+      ? { name, target, value: null, unit, met: null, note: reason }
+      : { name, target, value, unit, met: ok(value) };
+  };
+  return [
+    check(
+      'image AUROC',
+      `> ${TARGETS.imageAuroc}`,
+      q.imageAuroc,
+      '',
+      (v) => v > TARGETS.imageAuroc,
+      'not measured',
+    ),
+    check('F1 at the selected threshold', `> ${TARGETS.f1}`, q.f1, '', (v) => v > TARGETS.f1, 'not measured'),
+    check(
+      'inference latency (mean per image)',
+      `< ${TARGETS.latencyMs} ms`,
+      q.meanLatencyMs,
+      'ms',
+      (v) => v < TARGETS.latencyMs,
+      'not measured',
+    ),
+    check(
+      'training peak memory (RSS)',
+      '< 2 GB',
+      q.peakRssMb,
+      'MB',
+      (v) => v < TARGETS.trainingMemoryMb,
+      'not measured',
+    ),
+  ];
+}
+
+/**
+ * Reads the training backend and peak memory from a train step summary when present: `peakRssMb`
+ * (the agreed name) or `peakRssMiB` (what the train step writes; MiB, close enough to MB for a 2 GB check).
+ */
+export function trainingFacts(summary: Record<string, unknown> | undefined): {
+  backend: string | null;
+  peakRssMb: number | null;
+} {
+  const backend = summary?.backend;
+  const rss = summary?.peakRssMb ?? summary?.peakRssMiB;
+  return {
+    backend: typeof backend === 'string' ? backend : null,
+    peakRssMb: typeof rss === 'number' && Number.isFinite(rss) ? rss : null,
+  };
+}
