@@ -112,7 +112,7 @@ describe.skipIf(!HAVE_MLFLOW)('MLflow against a real `mlflow server`', () => {
     const opts = {
       logDir: join(tmp, 'tb'),
       runName: 'quick/r1/bottle',
-      experiment: 'anomaly-spotter/test', // slash as in trackerOptionsForStep
+      experiment: 'anomaly-spotter/test', // a slash, as users may name experiments
       mlflowUri: uri,
       tags: { category: 'bottle', pipeline: 'quick', runId: 'r1' },
       logger,

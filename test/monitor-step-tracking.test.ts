@@ -21,7 +21,8 @@ describe('step tracking conventions', () => {
       stepDir: '/runs/quick/r1/bottle/train',
     });
     expect(o.logDir).toBe('/runs/quick/r1/bottle/train/tensorboard');
-    expect(o.runName).toBe('quick/r1/bottle/train');
+    expect(o.runName).toBe('quick/r1/bottle');
+    expect(o.experiment).toBe('quick');
     expect(o.tags).toEqual({ pipeline: 'quick', runId: 'r1', category: 'bottle', step: 'train' });
   });
 });

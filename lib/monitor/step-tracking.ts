@@ -4,9 +4,9 @@ import type { Logger } from './logger';
 import type { RunTrackerOptions } from './tracker';
 
 /**
- * The conventional tracker options for a pipeline step, so every trainer names things alike:
- * event files in `<stepDir>/tensorboard`, one MLflow experiment per pipeline (override with
- * MLFLOW_EXPERIMENT_NAME), one MLflow run per pipeline run x category x step.
+ * The conventional tracker options for a pipeline step (the train step uses the same names):
+ * event files in `<stepDir>/tensorboard`, one MLflow experiment per pipeline, one MLflow run per
+ * pipeline run x category (its name is also the key a retried attempt uses to continue the run).
  */
 export function trackerOptionsForStep(
   ctx: Pick<StepContext, 'pipeline' | 'runId' | 'category' | 'step' | 'stepDir'>,
@@ -14,8 +14,8 @@ export function trackerOptionsForStep(
 ): RunTrackerOptions {
   return {
     logDir: join(ctx.stepDir, 'tensorboard'),
-    runName: `${ctx.pipeline}/${ctx.runId}/${ctx.category}/${ctx.step}`,
-    experiment: process.env.MLFLOW_EXPERIMENT_NAME || `anomaly-spotter/${ctx.pipeline}`,
+    runName: `${ctx.pipeline}/${ctx.runId}/${ctx.category}`,
+    experiment: ctx.pipeline,
     tags: { pipeline: ctx.pipeline, runId: ctx.runId, category: ctx.category, step: ctx.step },
     logger,
   };
