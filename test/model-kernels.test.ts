@@ -100,8 +100,14 @@ function randomCases(n: number, seed: number): ConvCase[] {
 }
 
 async function convGrads(c: ConvCase, seed: number): Promise<Float32Array[]> {
-  const x = tf.randomNormal(c.x, 0, 1, 'float32', seed) as tf.Tensor4D;
-  const w = tf.randomNormal(c.f, 0, 1, 'float32', seed + 1) as tf.Tensor4D;
+  const x = tf.randomNormal(c.x as [number, number, number, number], 0, 1, 'float32', seed) as tf.Tensor4D;
+  const w = tf.randomNormal(
+    c.f as [number, number, number, number],
+    0,
+    1,
+    'float32',
+    seed + 1,
+  ) as tf.Tensor4D;
   const proj = tf.randomNormal([1], 0, 1, 'float32', seed + 2);
   // Weighted sum of the output makes dy non-uniform.
   const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>

@@ -24,8 +24,10 @@ export interface BackendInfo {
   simd: boolean | null;
   threads: number;
   mixedPrecision: { enabled: false; reason: string };
-  /** Lines worth logging (missing optional packages, forced slow backend...). */
+  /** Informational lines (optional packages not installed, no GPU adapter...). */
   notes: string[];
+  /** Lines the user should act on (e.g. the pure-JS cpu backend forced for training). */
+  warnings: string[];
 }
 
 /** Loads an optional package by name without making it a (type) dependency. */
@@ -93,6 +95,7 @@ const MP_WASM = 'not supported: the wasm backend computes in float32 only';
  */
 export async function selectBackend(pref: BackendPreference, purpose: BackendPurpose): Promise<BackendInfo> {
   const notes: string[] = [];
+  const warnings: string[] = [];
   const mp = (reason: string) => ({ enabled: false as const, reason });
   if (pref === 'tensorflow' || pref === 'auto') {
     const pkg = await tryTensorflow(notes);
@@ -104,6 +107,7 @@ export async function selectBackend(pref: BackendPreference, purpose: BackendPur
         threads: 0,
         mixedPrecision: mp('not implemented: tfjs-node runs float32 graphs'),
         notes,
+        warnings,
       };
     if (pref === 'tensorflow')
       throw new UserError('INVALID_CONFIG', `training.backend 'tensorflow': ${notes.join('; ')}`);
@@ -117,13 +121,16 @@ export async function selectBackend(pref: BackendPreference, purpose: BackendPur
         threads: 0,
         mixedPrecision: mp('not implemented: float16 training is not supported by tfjs layers'),
         notes,
+        warnings,
       };
     if (pref === 'webgpu')
       throw new UserError('INVALID_CONFIG', `training.backend 'webgpu': ${notes.join('; ')}`);
   }
   if (pref === 'cpu') {
     if (purpose === 'train')
-      notes.push("backend 'cpu' forced for training: pure JavaScript, orders of magnitude slower than wasm");
+      warnings.push(
+        "backend 'cpu' forced for training: pure JavaScript, orders of magnitude slower than wasm",
+      );
     await tf.setBackend('cpu');
     return {
       name: 'cpu',
@@ -132,6 +139,7 @@ export async function selectBackend(pref: BackendPreference, purpose: BackendPur
       threads: 1,
       mixedPrecision: mp('not supported by cpu'),
       notes,
+      warnings,
     };
   }
   const { simd, threads } = await useWasm();
@@ -146,6 +154,7 @@ export async function selectBackend(pref: BackendPreference, purpose: BackendPur
     threads,
     mixedPrecision: mp(MP_WASM),
     notes,
+    warnings,
   };
 }
 

@@ -34,7 +34,8 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
   const trainSplit = await readCachedSplit(preprocessDir, 'train');
   const valSplit = await readCachedSplit(preprocessDir, 'val').catch(() => null);
   const backend = await selectBackend(cfg.backend, 'train');
-  for (const n of backend.notes) log.warn(n);
+  for (const n of backend.notes) log.info(n);
+  for (const w of backend.warnings) log.warn(w);
   log.info(`backend ${backend.name}: ${backend.reason}`);
 
   const checkpointDir = join(ctx.stepDir, CHECKPOINTS_DIR);

@@ -1,0 +1,43 @@
+/** The pipeline's train step end to end on a tiny tensor cache: outputs, metadata, resume hint. */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadModel } from '../lib/model/io';
+import type { ProgressDetails } from '../lib/steps/contracts';
+import { localHooks } from '../lib/steps/contracts';
+import { trainStep } from '../lib/train/train-step';
+import { preprocessedRun, tinyConfig } from './support/train-fixtures';
+
+describe('train step', () => {
+  it('trains, writes best model + history + metadata, reports checkpoints, resumes on retry', async () => {
+    const run = await preprocessedRun(8, 4);
+    const ctx = run.ctx(tinyConfig({ epochs: 2 }));
+    const progress: ProgressDetails[] = [];
+    const res = await trainStep(
+      ctx,
+      localHooks((p) => progress.push(p)),
+    );
+    expect(res.outputs.map((o) => o.name)).toEqual(['best_model', 'best_weights', 'history', 'metadata']);
+    expect(res.summary).toMatchObject({ backend: 'wasm', epochsRun: 2, totalEpochs: 2 });
+    const model = await loadModel(join(ctx.stepDir, 'best'));
+    expect(model.outputs[0].shape).toEqual([null, 32, 32, 3]);
+    model.dispose();
+    const meta = JSON.parse(await readFile(join(ctx.stepDir, 'metadata.json'), 'utf8'));
+    expect(meta.mixedPrecision).toEqual({ enabled: false, reason: expect.stringMatching(/wasm/) });
+    expect(meta.perceptualLoss.enabled).toBe(false);
+    expect(meta.perceptualLoss.statement).toMatch(/weight 0/);
+    expect(meta.backendInfo).toMatchObject({ name: 'wasm', simd: true });
+    expect(meta.peakRssMiB).toBeGreaterThan(0);
+    const history = JSON.parse(await readFile(join(ctx.stepDir, 'history.json'), 'utf8'));
+    expect(history).toHaveLength(2);
+    const withCk = progress.filter((p) => p.checkpoint);
+    expect(withCk.at(-1)?.checkpoint).toBe(join('widget', 'train', 'checkpoints', 'epoch-0002'));
+
+    // A retry (worker crash after training) resumes from the heartbeat's checkpoint: no epoch reruns.
+    const again = await trainStep(ctx, { ...localHooks(), previousProgress: withCk.at(-1), attempt: 2 });
+    expect(again.summary).toMatchObject({
+      epochsRun: 2,
+      resumedFrom: join('widget', 'train', 'checkpoints', 'epoch-0002'),
+    });
+  });
+});
