@@ -96,6 +96,12 @@ export function imageScore(map: Float32Array, cfg: AnomalyMapConfig): number {
   return sum / k;
 }
 
+export interface ScoreOptions {
+  /** Checked between batches: a cancelled activity stops within one batch. */
+  signal?: AbortSignal;
+  onBatch?: (done: number, total: number) => void;
+}
+
 /**
  * Scores `n` images (NHWC float32 in [0,1], size x size) in batches; every tensor is released before
  * returning. Runs on whatever tfjs backend is active (the caller selects it).
@@ -107,6 +113,7 @@ export async function scoreImages(
   size: number,
   cfg: AnomalyMapConfig,
   batchSize = 8,
+  opts: ScoreOptions = {},
 ): Promise<ScoredImages> {
   checkAnomalyMapConfig(cfg);
   const px = size * size;
@@ -116,6 +123,7 @@ export async function scoreImages(
   const scores = new Float32Array(n);
   const latencyMs: number[] = [];
   for (let start = 0; start < n; start += batchSize) {
+    if (opts.signal?.aborted) throw new Error('scoring cancelled');
     const b = Math.min(batchSize, n - start);
     const t0 = performance.now();
     const mapT = tf.tidy(() => {
@@ -134,6 +142,7 @@ export async function scoreImages(
     }
     const perImage = (performance.now() - t0) / b;
     for (let i = 0; i < b; i++) latencyMs.push(perImage);
+    opts.onBatch?.(start + b, n);
   }
   return { maps, scores, latencyMs };
 }

@@ -86,7 +86,16 @@ export async function scoreSplits(
         `model input is ${modelSize} px but the tensor cache in ${preprocessDir} holds ${data.size} px images`,
       );
     }
-    const scored = await scoreImages(model, toUnitFloat(data.images), data.count, data.size, cfg, batchSize);
+    const scored = await scoreImages(model, toUnitFloat(data.images), data.count, data.size, cfg, batchSize, {
+      signal: hooks.signal,
+      onBatch: (done, total) =>
+        hooks.progress({
+          stage: `scoring ${split} split`,
+          batch: done,
+          totalBatches: total,
+          message: `${split}: ${done}/${total} images`,
+        }),
+    });
     latency.push(...scored.latencyMs);
     records[split] = data.records.map((r, i) => ({
       id: r.id,
