@@ -79,6 +79,10 @@ export function backfillPipelineSchedule(
   return client.schedule.getHandle(scheduleId).backfill({ start, end });
 }
 
-export function deletePipelineSchedule(client: Client, scheduleId: string): Promise<void> {
-  return client.schedule.getHandle(scheduleId).delete();
+export async function deletePipelineSchedule(client: Client, scheduleId: string): Promise<void> {
+  const handle = client.schedule.getHandle(scheduleId);
+  // The server answers deleting an unknown schedule with a confusing error; describe() throws
+  // ScheduleNotFoundError instead.
+  await handle.describe();
+  await handle.delete();
 }

@@ -13,11 +13,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createActivities, type StepRegistry } from '../activities';
 import type { SummaryFunction } from '../lib/pipeline/outcome';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
-import { describeError } from '../lib/util/errors';
+import { describeError, UserError } from '../lib/util/errors';
 import { DEFAULT_NAMESPACE, type TemporalTarget, targetFromEnv } from './connection';
 
 export interface WorkerRegistry {
@@ -58,6 +58,10 @@ export async function createRoleWorker(
     // Running activities are cancelled right away on shutdown (the step checkpoints and stops);
     // give them a bounded time to do so before the worker gives up on them.
     shutdownForceTime: '60 seconds',
+    // The SDK sends heartbeats at most every 0.8 x heartbeat timeout (30 s for a 2 min timeout);
+    // the CLI's live progress reads them from the server, so send the latest every few seconds.
+    maxHeartbeatThrottleInterval: '3 seconds',
+    defaultHeartbeatThrottleInterval: '3 seconds',
     ...opts.extra,
   };
   if (opts.role === 'train') {
@@ -124,7 +128,13 @@ export async function runWorkerCli(
       new Option('--role <role>', 'run a single worker of this role').choices(['cpu', 'train']).hideHelp(),
     )
     .exitOverride();
-  program.parse(argv, { from: 'user' });
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    // --help / --version: commander already printed; bad usage: the user's to fix.
+    if (err instanceof CommanderError && err.exitCode === 0) return;
+    throw new UserError('INVALID_ARGUMENT', err instanceof Error ? err.message : String(err));
+  }
   const opts = program.opts<WorkerCliOptions>();
   const target = targetFromEnv() ?? { address: '127.0.0.1:7233', namespace: DEFAULT_NAMESPACE };
 

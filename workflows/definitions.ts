@@ -120,3 +120,19 @@ export function pipelineWorkflowId(runId: string): string {
 export function categoryWorkflowId(runId: string, category: string): string {
   return `${WORKFLOW_ID_PREFIX}${runId}/${category}`;
 }
+
+/**
+ * Schedules suffix the action's workflow id with the fire time; that suffix becomes the run id
+ * (and run directory) of a scheduled run. Pure, so the client derives the same for `resume`.
+ */
+export function planForScheduledRun(plan: RunPlan, workflowId: string): RunPlan {
+  const raw = workflowId.startsWith(WORKFLOW_ID_PREFIX)
+    ? workflowId.slice(WORKFLOW_ID_PREFIX.length)
+    : workflowId;
+  // Run ids are letters, digits, _ and - (the fire time contains ':').
+  const runId = raw.replace(/[^A-Za-z0-9_-]/g, '-');
+  const base = plan.runDir.endsWith(`/${plan.runId}`)
+    ? plan.runDir.slice(0, -plan.runId.length - 1)
+    : plan.runDir;
+  return { ...plan, runId, runDir: `${base}/${runId}` };
+}

@@ -19,7 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CategoryOutcome, CategoryStatus, SummaryResult } from '../lib/pipeline/outcome';
-import type { CategoryPlan, RunPlan } from '../lib/pipeline/plan';
+import type { CategoryPlan } from '../lib/pipeline/plan';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
 import { categoryWorkflow } from './category';
 import {
@@ -33,8 +33,8 @@ import {
   type PipelineSummary,
   type PipelineWorkflowInput,
   pipelineProgressQuery,
+  planForScheduledRun,
   SEARCH_ATTRIBUTES,
-  WORKFLOW_ID_PREFIX,
 } from './definitions';
 
 /** The activity the worker registers under the name `summary` (see activities/). */
@@ -50,7 +50,9 @@ const { summary: summarizeRun } = proxyActivities<SummaryActivities>({
 });
 
 export async function pipelineWorkflow(input: PipelineWorkflowInput): Promise<PipelineSummary> {
-  const plan = input.runIdFromWorkflowId ? withRunIdFromWorkflowId(input.plan) : input.plan;
+  const plan = input.runIdFromWorkflowId
+    ? planForScheduledRun(input.plan, workflowInfo().workflowId)
+    : input.plan;
   const startedAt = new Date().toISOString();
   const root = CancellationScope.current();
   let status: PipelineStatus = 'running';
@@ -203,20 +205,6 @@ export async function pipelineWorkflow(input: PipelineWorkflowInput): Promise<Pi
   upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.stage, value: result.status }]);
   publish();
   return result;
-}
-
-/** Schedules suffix the workflow id with the fire time; that suffix becomes this run's id. */
-function withRunIdFromWorkflowId(plan: RunPlan): RunPlan {
-  const { workflowId } = workflowInfo();
-  const raw = workflowId.startsWith(WORKFLOW_ID_PREFIX)
-    ? workflowId.slice(WORKFLOW_ID_PREFIX.length)
-    : workflowId;
-  // Keep run ids path- and shell-friendly (the fire time contains ':').
-  const runId = raw.replace(/[^A-Za-z0-9._-]/g, '-');
-  const base = plan.runDir.endsWith(`/${plan.runId}`)
-    ? plan.runDir.slice(0, -plan.runId.length - 1)
-    : plan.runDir;
-  return { ...plan, runId, runDir: `${base}/${runId}` };
 }
 
 function notStartedOutcome(category: string): CategoryOutcome {
