@@ -136,6 +136,10 @@ describe('checkpoint step', () => {
     const model = buildUNetLite({ imageSize: 32, widths: [4, 8], seed: 1 });
     await saveModel(model, modelDir);
     model.dispose();
+    await writeFile(
+      join(runDir, 'bottle', 'train', 'metadata.json'),
+      JSON.stringify({ lossWeights: { mse: 1 } }),
+    );
     const ctx: StepContext = {
       runDir,
       pipeline: 'demo',
@@ -151,7 +155,10 @@ describe('checkpoint step', () => {
           step: 'train',
           activity: 'train',
           category: 'bottle',
-          outputs: [{ name: 'best_model', path: 'bottle/train/best/model.json', sha256: 'x', bytes: 1 }],
+          outputs: [
+            { name: 'best_model', path: 'bottle/train/best/model.json', sha256: 'x', bytes: 1 },
+            { name: 'metadata', path: 'bottle/train/metadata.json', sha256: 'x', bytes: 1 },
+          ],
           summary: { epochs: 3, backend: 'wasm' },
           startedAt: '',
           finishedAt: '',
@@ -163,7 +170,12 @@ describe('checkpoint step', () => {
     expect(res.outputs.map((o) => o.name)).toEqual(['package_manifest']);
     expect(res.outputs[0].path).toBe('bottle/checkpoint/package/manifest.json');
     const pkg = await loadModelPackage(join(ctx.stepDir, 'package'), { requireCalibration: false });
-    expect(pkg.metadata).toMatchObject({ category: 'bottle', runId: 'run-7', training: { epochs: 3 } });
+    expect(pkg.metadata).toMatchObject({
+      category: 'bottle',
+      runId: 'run-7',
+      backend: 'wasm',
+      training: { epochs: 3, lossWeights: { mse: 1 } },
+    });
     pkg.model.dispose();
     // A retry re-exports over the old package.
     await checkpointStep(ctx, localHooks());

@@ -292,6 +292,43 @@ describe('prediction API', () => {
   }
 });
 
+describe('robustness', () => {
+  it('mutated and truncated images never produce a 5xx', async () => {
+    const raw = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    const seeds = [
+      png,
+      await testImage('jpeg'),
+      await testImage('webp'),
+      await testImage('tiff'),
+      Buffer.from(encodeBmp({ width: raw.info.width, height: raw.info.height, data: raw.data })),
+    ];
+    let state = 12345;
+    const rand = (n: number) => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return state % n;
+    };
+    const statuses = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const buf = Buffer.from(seeds[i % seeds.length]);
+      // Keep the magic bytes (so the decoder, not the sniffer, meets the damage), then corrupt or cut.
+      if (i % 3 === 0) {
+        const cut = buf.subarray(0, 12 + rand(buf.length - 12));
+        buf.fill(0);
+        cut.copy(buf);
+      }
+      for (let k = 0; k < 1 + rand(20); k++) buf[12 + rand(buf.length - 12)] = rand(256);
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/predict?heatmap=false',
+        payload: { category: 'widget', image: buf.toString('base64') },
+      });
+      statuses.add(res.statusCode);
+      expect(res.statusCode, `case ${i}: ${res.body}`).toBeLessThan(500);
+    }
+    expect([...statuses].every((s) => s === 200 || s === 422 || s === 415 || s === 413)).toBe(true);
+  });
+});
+
 describe('service endpoints', () => {
   it('health, readiness, models', async () => {
     expect((await app.inject('/healthz')).json()).toEqual({ status: 'ok' });

@@ -231,12 +231,11 @@ export async function buildServer(
     let inferenceMs = 0;
     const results: ImageResult[] = [];
     if (ok.length > 0) {
-      metrics.queueDepth.set({ category: model.category }, model.queue.depth + 1);
       const out = await predict(
         model,
         ok.map((x) => x.d.tensor),
         scorer,
-      ).finally(() => metrics.queueDepth.set({ category: model.category }, model.queue.depth));
+      );
       inferenceMs = out.inferenceMs;
       const size = spec.imageSize;
       const pixelThreshold = model.pkg.calibration.pixelThreshold;
@@ -330,6 +329,7 @@ export async function buildServer(
       allowedPath: (p) => REPORT_EXTENSIONS.test(p) && !p.split('/').includes('package'),
     });
   }
+  app.get('/reports', async (_req, reply) => reply.redirect('/reports/'));
   app.get('/reports/', async (_req, reply) => {
     const items: string[] = [];
     for (const [key, dir] of runs) {

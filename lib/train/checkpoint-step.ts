@@ -2,13 +2,28 @@
  * The pipeline's `checkpoint` step: turns the train step's best model into a model package
  * (`<stepDir>/package`), the unit that the threshold step calibrates and `npm run serve` loads.
  */
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { exportModelPackage, PACKAGE_FILES, PACKAGE_FORMAT_VERSION } from '../model/package';
-import type { StepFunction } from '../steps/contracts';
+import type { JsonValue, StepContext, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 
 /** Folder name of the package inside the checkpoint step's folder (serve discovers `*\/checkpoint/package`). */
 export const PACKAGE_DIR_NAME = 'package';
+
+/**
+ * Training facts for metadata.json: the train step's summary, enriched with its `metadata` artifact
+ * (backend details, loss weights, image counts) when it wrote one.
+ */
+async function trainingMetadata(ctx: StepContext): Promise<Record<string, JsonValue>> {
+  const train = ctx.inputs.train;
+  const summary = train?.summary ?? {};
+  if (!train?.outputs.some((o) => o.name === 'metadata')) return summary;
+  const path = inputPath(ctx, 'train', 'metadata');
+  const parsed: unknown = JSON.parse(await readFile(path, 'utf8'));
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return summary;
+  return { ...summary, ...(parsed as Record<string, JsonValue>) };
+}
 
 export const checkpointStep: StepFunction = async (ctx) => {
   const startedAt = new Date();
@@ -21,7 +36,7 @@ export const checkpointStep: StepFunction = async (ctx) => {
     pipeline: ctx.pipeline,
     runId: ctx.runId,
     config: ctx.config,
-    training: ctx.inputs.train?.summary ?? {},
+    training: await trainingMetadata(ctx),
   });
   const manifest = await artifact(ctx, 'package_manifest', join(packageDir, PACKAGE_FILES.manifest));
   return finishStep(ctx, 'checkpoint', startedAt, [manifest], {
