@@ -41,23 +41,26 @@ export function pixelMetrics(
     for (let p = 0; p < hw; p++) if (r.labels[p]) proWeight[i * hw + p] = 1 / r.sizes[r.labels[p] - 1];
   }
   const order = argsortDescending(maps);
-  // Cumulative counts at each distinct value, highest first.
-  const tps: number[] = [];
-  const fps: number[] = [];
-  const pros: number[] = [];
+  // Cumulative counts at each distinct value, highest first (typed arrays: millions of pixels).
+  const total = order.length;
+  const tps = new Float64Array(total);
+  const fps = new Float64Array(total);
+  const pros = new Float64Array(total);
+  let k = 0;
   let tp = 0;
   let fp = 0;
   let pro = 0;
-  for (let i = 0; i < order.length; i++) {
+  for (let i = 0; i < total; i++) {
     const j = order[i];
     if (masks[j]) {
       tp++;
       pro += proWeight[j];
     } else fp++;
-    if (i === order.length - 1 || maps[order[i + 1]] !== maps[j]) {
-      tps.push(tp);
-      fps.push(fp);
-      pros.push(pro);
+    if (i === total - 1 || maps[order[i + 1]] !== maps[j]) {
+      tps[k] = tp;
+      fps[k] = fp;
+      pros[k] = pro;
+      k++;
     }
   }
   const P = tp;
@@ -66,7 +69,7 @@ export function pixelMetrics(
   let reason: string | null = null;
   if (P === 0) reason = 'no defect pixels in the ground truth';
   else if (N === 0) reason = 'no defect-free pixels in the ground truth';
-  else if (tps.length === 1) reason = 'all map values are equal (no ranking to evaluate)';
+  else if (k === 1) reason = 'all map values are equal (no ranking to evaluate)';
   if (reason) {
     const u = undefinedBecause(reason);
     return { ...base, auroc: u, ap: u, aupro: u };
@@ -76,17 +79,24 @@ export function pixelMetrics(
   let ap = 0;
   let prevFpr = 0;
   let prevTpr = 0;
-  for (let k = 0; k < tps.length; k++) {
-    const fpr = fps[k] / N;
-    const tpr = tps[k] / P;
+  for (let q = 0; q < k; q++) {
+    const fpr = fps[q] / N;
+    const tpr = tps[q] / P;
     auc += ((fpr - prevFpr) * (tpr + prevTpr)) / 2;
-    ap += (tpr - prevTpr) * (tps[k] / (tps[k] + fps[k]));
+    ap += (tpr - prevTpr) * (tps[q] / (tps[q] + fps[q]));
     prevFpr = fpr;
     prevTpr = tpr;
   }
 
-  const x = [0, ...fps.map((f) => Math.min(f / N, 1)), 1];
-  const y = [0, ...pros.map((p) => Math.min(p / regions, 1)), 1];
+  // PRO curve closed with (0,0) and (1,1), values clipped at 1 against rounding, as the reference does.
+  const x = new Float64Array(k + 2);
+  const y = new Float64Array(k + 2);
+  for (let q = 0; q < k; q++) {
+    x[q + 1] = Math.min(fps[q] / N, 1);
+    y[q + 1] = Math.min(pros[q] / regions, 1);
+  }
+  x[k + 1] = 1;
+  y[k + 1] = 1;
   return {
     ...base,
     auroc: defined(auc),
@@ -99,13 +109,13 @@ export function pixelMetrics(
  * Area under y(x) from x[0] to xMax (x non-decreasing), port of the MVTec AD evaluation's
  * `trapezoid`: if xMax is not a sample, the last segment is cut at xMax by linear interpolation.
  */
-export function trapezoid(x: number[], y: number[], xMax: number): number {
+export function trapezoid(x: ArrayLike<number>, y: ArrayLike<number>, xMax: number): number {
   let correction = 0;
-  if (!x.includes(xMax)) {
-    let ins = 0; // bisect_right
-    while (ins < x.length && x[ins] <= xMax) ins++;
+  let ins = 0; // bisect_right; x is non-decreasing, so "xMax in x" is x[ins - 1] === xMax
+  while (ins < x.length && x[ins] <= xMax) ins++;
+  if (ins === 0 || x[ins - 1] !== xMax) {
     if (ins <= 0 || ins >= x.length)
-      throw new Error(`trapezoid: limit ${xMax} outside [${x[0]}, ${x.at(-1)}]`);
+      throw new Error(`trapezoid: limit ${xMax} outside [${x[0]}, ${x[x.length - 1]}]`);
     const yInterp = y[ins - 1] + ((y[ins] - y[ins - 1]) * (xMax - x[ins - 1])) / (x[ins] - x[ins - 1]);
     correction = 0.5 * (yInterp + y[ins - 1]) * (xMax - x[ins - 1]);
   }

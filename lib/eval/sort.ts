@@ -18,32 +18,48 @@ export function argsortDescending(values: ArrayLike<number>): Uint32Array {
 
 function radixArgsortDescending(values: Float32Array): Uint32Array {
   const n = values.length;
-  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
-  // IEEE-754 to unsigned keys whose unsigned order is the numeric order; -0 folded into +0.
-  const keys = new Uint32Array(n);
+  const bits = new Int32Array(values.buffer, values.byteOffset, n);
+  // IEEE-754 bits to keys whose unsigned order is the numeric order; -0 folded into +0. Kept in an
+  // Int32Array and read with & / >> only: uint32 values >= 2^31 are not small integers in V8 and
+  // make the passes several times slower.
+  const keys = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const b = bits[i] === 0x80000000 ? 0 : bits[i];
-    keys[i] = b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
+    const b = bits[i] === -0x80000000 ? 0 : bits[i];
+    keys[i] = b < 0 ? ~b : b | 0x80000000;
   }
-  let src = new Uint32Array(n);
-  for (let i = 0; i < n; i++) src[i] = i;
-  let dst = new Uint32Array(n);
+  const idx = new Uint32Array(n);
+  for (let i = 0; i < n; i++) idx[i] = i;
+  const idx2 = new Uint32Array(n);
+  const keys2 = new Int32Array(n);
   const counts = new Uint32Array(65536);
-  for (const shift of [0, 16]) {
-    counts.fill(0);
-    for (let i = 0; i < n; i++) counts[(keys[src[i]] >>> shift) & 0xffff]++;
-    // Descending: the highest bucket starts at 0.
-    let pos = 0;
-    for (let b = 65535; b >= 0; b--) {
-      const c = counts[b];
-      counts[b] = pos;
-      pos += c;
-    }
-    for (let i = 0; i < n; i++) {
-      const j = src[i];
-      dst[counts[(keys[j] >>> shift) & 0xffff]++] = j;
-    }
-    [src, dst] = [dst, src];
+  // Two stable 16-bit passes (low half, then high half), keys carried along to keep reads sequential.
+  radixPass(idx, keys, idx2, keys2, 0, counts);
+  radixPass(idx2, keys2, idx, keys, 16, counts);
+  return idx;
+}
+
+function radixPass(
+  srcIdx: Uint32Array,
+  srcKeys: Int32Array,
+  dstIdx: Uint32Array,
+  dstKeys: Int32Array,
+  shift: number,
+  counts: Uint32Array,
+): void {
+  const n = srcIdx.length;
+  counts.fill(0);
+  for (let i = 0; i < n; i++) counts[(srcKeys[i] >> shift) & 0xffff]++;
+  // Descending: the highest bucket starts at 0.
+  let pos = 0;
+  for (let b = 65535; b >= 0; b--) {
+    const c = counts[b];
+    counts[b] = pos;
+    pos += c;
   }
-  return src;
+  for (let i = 0; i < n; i++) {
+    const k = srcKeys[i];
+    const p = counts[(k >> shift) & 0xffff]++;
+    dstIdx[p] = srcIdx[i];
+    dstKeys[p] = k;
+  }
 }
