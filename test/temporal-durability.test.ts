@@ -16,7 +16,7 @@ import { testPlan } from './support/plans';
 import { startTestServer, type TestServer } from './support/temporal-server';
 import { TEST_STEPS, testSummary } from './support/test-steps';
 
-Runtime.install({ logger: new DefaultLogger('WARN') });
+Runtime.install({ logger: new DefaultLogger('ERROR') });
 
 const TEST_WORKER = join(process.cwd(), 'test', 'support', 'test-worker.ts');
 
@@ -138,6 +138,45 @@ describe('durability on a real dev server', () => {
     expect(started.previousProgress.epoch).toBeGreaterThanOrEqual(1);
     // Promptly: heartbeat timeout (1.5 s) + retry interval + worker start, not the 60 s start-to-close.
     expect(Date.parse(result.finishedAt) - killedAt).toBeLessThan(20_000);
+    second.kill('SIGTERM');
+  });
+
+  it('SIGTERM stops a training worker gracefully: the step is cancelled, retried at once elsewhere, and resumes', async () => {
+    const plan = testPlan({
+      runsRoot,
+      steps: [
+        {
+          name: 'train',
+          activity: 'train',
+          queue: 'gpu',
+          // Long heartbeat timeout: a prompt retry here comes from the cancelled attempt failing,
+          // not from the server noticing a dead worker.
+          heartbeatTimeoutMs: 30_000,
+          maximumAttempts: 3,
+          params: { epochs: 8, epochMs: 300 },
+        },
+      ],
+    });
+    const stepDir = join(plan.runDir, 'bottle', 'train');
+    const first = spawnTrainWorker();
+    const firstExit = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));
+    const handle = await startPipelineRun(client, plan);
+    await waitFor('epoch 2', () => readEpochs(stepDir).some((e) => e.epoch >= 2));
+    first.kill('SIGTERM');
+    const stoppedAt = Date.now();
+    expect(await firstExit).toBe(0);
+    const second = spawnTrainWorker();
+    const summary = await handle.result();
+    expect(summary.status).toBe('completed');
+    const failedLine = readFileSync(join(stepDir, 'logs', 'attempt-1.log'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .find((l) => l.msg === 'attempt failed');
+    expect(failedLine.error).toMatch(/WORKER_SHUTDOWN/);
+    const bySecond = readEpochs(stepDir).filter((e) => e.pid === second.pid);
+    expect(bySecond[0].epoch).toBeGreaterThan(1);
+    expect(Date.parse(summary.categories[0].results.train.finishedAt) - stoppedAt).toBeLessThan(20_000);
     second.kill('SIGTERM');
   });
 

@@ -24,7 +24,7 @@ import { testPlan } from './support/plans';
 import { startTestServer, type TestServer } from './support/temporal-server';
 import { TEST_STEPS, testSummary } from './support/test-steps';
 
-Runtime.install({ logger: new DefaultLogger('WARN') });
+Runtime.install({ logger: new DefaultLogger('ERROR') });
 
 let server: TestServer;
 let workerConnection: NativeConnection;
