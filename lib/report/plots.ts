@@ -2,6 +2,8 @@ import sharp from 'sharp';
 import * as vega from 'vega';
 import type { TopLevelSpec } from 'vega-lite';
 import * as vl from 'vega-lite';
+import type { Field } from 'vega-lite/types_unstable/channeldef.js';
+import type { UnitSpec } from 'vega-lite/types_unstable/spec/index.js';
 
 /**
  * Report plots: Vega-Lite specs rendered headless (no canvas) to SVG, rasterised to PNG with sharp.
@@ -31,15 +33,26 @@ function curveSpec(
   x: { field: string; title: string },
   y: { field: string; title: string },
   values: Record<string, number>[],
-  diagonal: boolean,
+  opts: { interpolate: 'linear' | 'step-before'; diagonal: boolean },
 ): TopLevelSpec {
-  const line = {
-    mark: { type: 'line' as const, interpolate: 'step-after' as const, point: false },
+  const curve: UnitSpec<Field> = {
+    data: { values },
+    mark: { type: 'line', interpolate: opts.interpolate },
     encoding: {
-      x: { field: x.field, type: 'quantitative' as const, title: x.title, scale: { domain: [0, 1] } },
-      y: { field: y.field, type: 'quantitative' as const, title: y.title, scale: { domain: [0, 1] } },
-      order: { field: 'i', type: 'quantitative' as const },
+      x: { field: x.field, type: 'quantitative', title: x.title, scale: { domain: [0, 1] } },
+      y: { field: y.field, type: 'quantitative', title: y.title, scale: { domain: [0, 1] } },
+      order: { field: 'i', type: 'quantitative' },
     },
+  };
+  const chance: UnitSpec<Field> = {
+    data: {
+      values: [
+        { [x.field]: 0, [y.field]: 0 },
+        { [x.field]: 1, [y.field]: 1 },
+      ],
+    },
+    mark: { type: 'line', strokeDash: [4, 4], color: '#999' },
+    encoding: { x: { field: x.field, type: 'quantitative' }, y: { field: y.field, type: 'quantitative' } },
   };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -47,44 +60,25 @@ function curveSpec(
     width: SIDE,
     height: SIDE,
     background: 'white',
-    layer: [
-      { data: { values }, ...line },
-      ...(diagonal
-        ? [
-            {
-              data: {
-                values: [
-                  { [x.field]: 0, [y.field]: 0 },
-                  { [x.field]: 1, [y.field]: 1 },
-                ],
-              },
-              mark: { type: 'line' as const, strokeDash: [4, 4], color: '#999' },
-              encoding: {
-                x: { field: x.field, type: 'quantitative' as const },
-                y: { field: y.field, type: 'quantitative' as const },
-              },
-            },
-          ]
-        : []),
-    ],
-  } as TopLevelSpec;
+    layer: opts.diagonal ? [curve, chance] : [curve],
+  };
 }
 
-/** ROC curve; the points come from metrics.rocCurve (exact, tied scores as one step). */
+/** ROC curve from metrics.rocCurve; straight segments, so tied scores show as diagonal steps. */
 export function rocPlot(fpr: number[], tpr: number[], label: string): Promise<RenderedPlot> {
   const values = fpr.map((f, i) => ({ i, fpr: f, tpr: tpr[i] }));
-  // ROC points are joined by straight segments (ties are diagonal), unlike the PR step curve.
-  const spec = curveSpec(
-    `ROC (${label})`,
-    { field: 'fpr', title: 'false positive rate' },
-    { field: 'tpr', title: 'true positive rate' },
-    values,
-    true,
+  return renderSpec(
+    curveSpec(
+      `ROC (${label})`,
+      { field: 'fpr', title: 'false positive rate' },
+      { field: 'tpr', title: 'true positive rate' },
+      values,
+      { interpolate: 'linear', diagonal: true },
+    ),
   );
-  (spec as { layer: { mark: { interpolate?: string } }[] }).layer[0].mark.interpolate = 'linear';
-  return renderSpec(spec);
 }
 
+/** Precision-recall points; 'step-before' draws precision P_k over (R_k-1, R_k], the step rule of average precision. */
 export function prPlot(recall: number[], precision: number[], label: string): Promise<RenderedPlot> {
   const values = recall.map((r, i) => ({ i, recall: r, precision: precision[i] }));
   return renderSpec(
@@ -93,7 +87,7 @@ export function prPlot(recall: number[], precision: number[], label: string): Pr
       { field: 'recall', title: 'recall' },
       { field: 'precision', title: 'precision' },
       values,
-      false,
+      { interpolate: 'step-before', diagonal: false },
     ),
   );
 }
