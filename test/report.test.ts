@@ -143,7 +143,7 @@ describe('report step', () => {
     expect(s.categories.map((c) => c.status)).toEqual(['completed', 'failed']);
     expect(s.categories[1].imageAuroc).toEqual({ value: null, reason: 'category failed' });
     const md = await readFile(out.summaryMd, 'utf8');
-    expect(md).toContain('gadget | failed: train: out of memory');
+    expect(md).toContain('gadget | failed: train: out of memory (category failed) | – |');
     expect(JSON.stringify(s)).not.toMatch(/NaN|Infinity/);
     if (s.categories[0].imageAuroc.value !== null) {
       expect((await stat(join(run.runDir, 'summary', 'plots', 'image-auroc.png'))).size).toBeGreaterThan(500);

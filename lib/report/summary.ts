@@ -19,6 +19,8 @@ export interface SummaryRow {
   category: string;
   status: SummaryCategoryInput['status'];
   error: string | null;
+  /** Absolute path of the category's report.json; null when none could be read. */
+  report: string | null;
   imageAuroc: MetricValue;
   imageAp: MetricValue;
   f1: MetricValue;
@@ -48,6 +50,7 @@ async function row(c: SummaryCategoryInput): Promise<SummaryRow> {
     category: c.category,
     status: c.status,
     error: c.error ?? null,
+    report: null,
     imageAuroc: noReport(why),
     imageAp: noReport(why),
     f1: noReport(why),
@@ -71,6 +74,7 @@ async function row(c: SummaryCategoryInput): Promise<SummaryRow> {
     category: c.category,
     status: c.status,
     error: c.error ?? null,
+    report: c.reportJson,
     imageAuroc: r.image.auroc,
     imageAp: r.image.ap,
     f1: r.image.atThreshold.f1,
@@ -125,12 +129,12 @@ function summaryBlocks(s: SummaryJson, chart: string | null): Block[] {
       ],
       rows: s.categories.map((r) => [
         r.category,
-        r.status + (r.error ? `: ${r.error}` : ''),
-        marked(r.imageAuroc, t(r, 'image AUROC')),
-        formatMetric(r.imageAp),
-        marked(r.f1, t(r, 'F1')),
-        formatMetric(r.pixelAuroc),
-        formatMetric(r.aupro),
+        r.status + (r.error ? `: ${r.error}` : '') + (r.report ? '' : ` (${r.imageAuroc.reason})`),
+        r.report ? marked(r.imageAuroc, t(r, 'image AUROC')) : '–',
+        r.report ? formatMetric(r.imageAp) : '–',
+        r.report ? marked(r.f1, t(r, 'F1')) : '–',
+        r.report ? formatMetric(r.pixelAuroc) : '–',
+        r.report ? formatMetric(r.aupro) : '–',
         r.strategy ?? '–',
         r.meanMsPerImage === null
           ? 'not measured'
