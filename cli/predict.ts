@@ -11,7 +11,6 @@ import { loadModelPackage } from '../lib/model/package';
 import { collectInputs, predictFiles } from '../lib/serve/batch-predict';
 import type { ServedModel } from '../lib/serve/models';
 import { loadDefaultScorer } from '../lib/serve/predictor';
-import { SerialQueue } from '../lib/serve/queue';
 import { describeError, isUserError } from '../lib/util/errors';
 
 const positiveInt = (value: string) => {
@@ -53,7 +52,6 @@ async function main(): Promise<number> {
     category: pkg.metadata.category,
     pkg: pkg as ServedModel['pkg'],
     runDir: null,
-    queue: new SerialQueue(),
   };
   const files = await collectInputs(opts.input);
   if (files.length === 0) {

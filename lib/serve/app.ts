@@ -16,7 +16,7 @@ import { DEFAULT_MAX_PIXELS, type DecodedImage, decodeImage, ImageInputError } f
 import { createMetrics, type ServeMetrics } from './metrics';
 import type { ServedModel } from './models';
 import { buildOpenApi } from './openapi';
-import { loadDefaultScorer, type Prediction, predict, type Scorer } from './predictor';
+import { loadDefaultScorer, ModelPredictor, type Prediction, type Scorer } from './predictor';
 import { readImageRequest } from './request-images';
 
 export const PUBLIC_DIR = fileURLToPath(new URL('./public', import.meta.url));
@@ -32,6 +32,8 @@ export interface ServeOptions {
   maxFiles?: number;
   /** Decompression-bomb guard: largest accepted width*height. */
   maxPixels?: number;
+  /** Requests waiting per model before 503 BUSY. */
+  maxQueue?: number;
   /** Defaults to lib/eval's scoreImages. */
   scorer?: Scorer;
   /** A pino logger instance, or false to stay quiet (tests). */
@@ -130,7 +132,9 @@ export async function buildServer(
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const token = opts.token || null;
   const scorer = opts.scorer ?? (await loadDefaultScorer());
-  const models = new Map(opts.models.map((m) => [m.category, m]));
+  const models = new Map(
+    opts.models.map((m) => [m.category, new ModelPredictor(m, scorer, { maxPending: opts.maxQueue })]),
+  );
   const known = () => [...models.keys()].sort().join(', ');
   const metrics = createMetrics();
   const limitsCtx = { maxBodyMb, maxFiles };
@@ -184,10 +188,10 @@ export async function buildServer(
     shuttingDown = true;
   });
   app.addHook('onClose', async () => {
-    await Promise.all(opts.models.map((m) => m.queue.drain()));
+    await Promise.all([...models.values()].map((p) => p.queue.drain()));
   });
 
-  const resolveModel = (category: string | undefined): ServedModel => {
+  const resolveModel = (category: string | undefined): ModelPredictor => {
     if (category === undefined || category === '') {
       // One model loaded: the category is unambiguous, so clients may omit it.
       if (models.size === 1) return [...models.values()][0];
@@ -212,7 +216,8 @@ export async function buildServer(
   const runPredict = async (req: FastifyRequest, batch: boolean) => {
     const started = performance.now();
     const { category, images } = await readImageRequest(req, batch, { maxBodyBytes, maxFiles });
-    const model = resolveModel(category);
+    const predictor = resolveModel(category);
+    const model = predictor.served;
     const spec = model.pkg.preprocess;
     const decoded = await Promise.all(
       images.map((img) =>
@@ -231,11 +236,7 @@ export async function buildServer(
     let inferenceMs = 0;
     const results: ImageResult[] = [];
     if (ok.length > 0) {
-      const out = await predict(
-        model,
-        ok.map((x) => x.d.tensor),
-        scorer,
-      );
+      const out = await predictor.predict(ok.map((x) => x.d.tensor));
       inferenceMs = out.inferenceMs;
       const size = spec.imageSize;
       const pixelThreshold = model.pkg.calibration.pixelThreshold;
@@ -300,12 +301,12 @@ export async function buildServer(
     const ready = !shuttingDown && models.size > 0;
     const body = {
       status: ready ? 'ready' : 'not ready',
-      models: opts.models.map((m) => ({ category: m.category, queueDepth: m.queue.depth })),
+      models: [...models.values()].map((p) => ({ category: p.served.category, queueDepth: p.queue.depth })),
     };
     return reply.status(ready ? 200 : 503).send(body);
   });
   app.get('/metrics', async (_req, reply) => {
-    for (const m of opts.models) metrics.queueDepth.set({ category: m.category }, m.queue.depth);
+    for (const p of models.values()) metrics.queueDepth.set({ category: p.served.category }, p.queue.depth);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const openapi = buildOpenApi({ maxBodyMb, maxFiles, auth: token !== null });

@@ -10,7 +10,7 @@ import { UserError } from '../util/errors';
 import { overlayPng } from './heatmap';
 import { DEFAULT_MAX_PIXELS, type DecodedImage, decodeImage, ImageInputError } from './image-input';
 import type { ServedModel } from './models';
-import { INFERENCE_BATCH, predict, type Scorer } from './predictor';
+import { INFERENCE_BATCH, ModelPredictor, type Scorer } from './predictor';
 
 /** Extensions picked up when a folder is given (explicit file arguments are tried whatever their name). */
 export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.bmp']);
@@ -109,6 +109,7 @@ export async function predictFiles(opts: BatchPredictOptions): Promise<BatchPred
   const { model, files, outDir } = opts;
   const spec = model.pkg.preprocess;
   const pixelThreshold = model.pkg.calibration.pixelThreshold;
+  const predictor = new ModelPredictor(model, opts.scorer);
   const rows: PredictionRow[] = [];
   const failures: PredictionFailure[] = [];
   let done = 0;
@@ -134,11 +135,7 @@ export async function predictFiles(opts: BatchPredictOptions): Promise<BatchPred
       }
     }
     if (decoded.length === 0) continue;
-    const { predictions } = await predict(
-      model,
-      decoded.map((d) => d.img.tensor),
-      opts.scorer,
-    );
+    const { predictions } = await predictor.predict(decoded.map((d) => d.img.tensor));
     for (const [i, p] of predictions.entries()) {
       const { file, img } = decoded[i];
       const overlay = join(

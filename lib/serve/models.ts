@@ -6,15 +6,12 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type LoadedPackage, loadModelPackage, PACKAGE_FILES, validateModelPackage } from '../model/package';
 import { UserError } from '../util/errors';
-import { SerialQueue } from './queue';
 
 export interface ServedModel {
   category: string;
   pkg: LoadedPackage & { calibration: NonNullable<LoadedPackage['calibration']> };
   /** The run folder (`runs/<pipeline>/<run-id>`) when the package sits inside one: its reports are served. */
   runDir: string | null;
-  /** Inference for this model runs one request at a time. */
-  queue: SerialQueue;
 }
 
 export interface SkippedPackage {
@@ -64,10 +61,7 @@ export interface LoadModelsResult {
  * Loads the packages to serve. A folder that is itself a package must be valid (its error is the
  * user's answer); under a runs folder, invalid or uncalibrated packages are skipped and reported.
  */
-export async function loadServedModels(
-  path: string,
-  opts: { maxPending?: number } = {},
-): Promise<LoadModelsResult> {
+export async function loadServedModels(path: string): Promise<LoadModelsResult> {
   const root = resolve(path);
   if (!(await stat(root).catch(() => null))) {
     throw new UserError('INVALID_ARGUMENT', `--models ${path}: no such file or folder`);
@@ -76,7 +70,6 @@ export async function loadServedModels(
     category: pkg.metadata.category,
     pkg: pkg as ServedModel['pkg'],
     runDir: runDirOf(pkg.dir, pkg.metadata.runId),
-    queue: new SerialQueue(opts.maxPending),
   });
   if (await isFile(join(root, PACKAGE_FILES.manifest))) {
     return { models: [make(await loadModelPackage(root, { requireCalibration: true }))], skipped: [] };

@@ -1,7 +1,9 @@
 /**
- * Runs tasks one at a time, with a bounded backlog. The wasm backend is single-threaded, so running two
- * inferences of one model at once only interleaves them (both get slower); queueing keeps per-request
- * latency predictable, and the bound turns overload into a fast 503 instead of an ever-growing wait.
+ * Per-model inference queue with micro-batching. The wasm backend is single-threaded, so two inferences
+ * of one model at once only interleave (both get slower): one batch runs at a time. Requests that arrive
+ * while a batch runs are merged into the next one (up to `maxBatch` images), which costs an idle server
+ * nothing and raises throughput under load (a batch of 8 costs less per image than 8 batches of 1).
+ * The backlog is bounded: overload becomes a fast 503 instead of an ever-growing wait.
  */
 export class QueueFullError extends Error {
   constructor(readonly maxPending: number) {
@@ -10,30 +12,70 @@ export class QueueFullError extends Error {
   }
 }
 
-export class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-  private waiting = 0;
+/** Scores a batch: one result per input, in order. */
+export type BatchRunner<I, O> = (inputs: I[]) => Promise<O[]>;
 
-  constructor(readonly maxPending = 32) {}
+interface Pending<I, O> {
+  inputs: I[];
+  resolve: (out: O[]) => void;
+  reject: (err: unknown) => void;
+}
 
-  /** Requests queued or running. */
+export class BatchingQueue<I, O> {
+  private pending: Pending<I, O>[] = [];
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly runner: BatchRunner<I, O>,
+    readonly maxBatch = 8,
+    readonly maxPending = 32,
+  ) {}
+
+  /** Requests waiting or running. */
   get depth(): number {
-    return this.waiting;
+    return this.pending.length + (this.running ? 1 : 0);
   }
 
-  run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.waiting >= this.maxPending) return Promise.reject(new QueueFullError(this.maxPending));
-    this.waiting++;
-    const result = this.tail.then(task).finally(() => {
-      this.waiting--;
+  run(inputs: I[]): Promise<O[]> {
+    if (this.pending.length >= this.maxPending) return Promise.reject(new QueueFullError(this.maxPending));
+    const p = new Promise<O[]>((resolve, reject) => {
+      this.pending.push({ inputs, resolve, reject });
     });
-    // The chain must survive a failed task: the next one waits for completion, not success.
-    this.tail = result.catch(() => {});
-    return result;
+    this.kick();
+    return p;
+  }
+
+  private kick(): void {
+    if (this.running || this.pending.length === 0) return;
+    this.running = this.next().finally(() => {
+      this.running = null;
+      this.kick();
+    });
+  }
+
+  /** Takes whole requests from the head while they fit in maxBatch (always at least one). */
+  private async next(): Promise<void> {
+    const batch: Pending<I, O>[] = [this.pending.shift()!];
+    let n = batch[0].inputs.length;
+    while (this.pending.length > 0 && n + this.pending[0].inputs.length <= this.maxBatch) {
+      const p = this.pending.shift()!;
+      n += p.inputs.length;
+      batch.push(p);
+    }
+    try {
+      const out = await this.runner(batch.flatMap((p) => p.inputs));
+      let at = 0;
+      for (const p of batch) {
+        p.resolve(out.slice(at, at + p.inputs.length));
+        at += p.inputs.length;
+      }
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
   }
 
   /** Resolves when everything queued so far has finished (graceful shutdown). */
   async drain(): Promise<void> {
-    await this.tail;
+    while (this.running) await this.running;
   }
 }

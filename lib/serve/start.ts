@@ -12,8 +12,6 @@ export interface StartOptions extends Omit<ServeOptions, 'models'> {
   host?: string;
   /** 0: any free port. */
   port?: number;
-  /** Requests waiting per model before 503 BUSY. */
-  maxQueue?: number;
   logger?: FastifyBaseLogger | boolean;
 }
 
@@ -25,7 +23,7 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
-  const { models, skipped } = await loadServedModels(opts.models, { maxPending: opts.maxQueue });
+  const { models, skipped } = await loadServedModels(opts.models);
   const { app } = await buildServer({ ...opts, models });
   const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
   return { app, url: address, models, skipped };
