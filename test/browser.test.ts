@@ -105,4 +105,27 @@ describe.skipIf(!hasChromium)('web page in headless Chromium', () => {
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it('asks for the token when the server requires one, then works (reports too, via the cookie)', async () => {
+    const secured = await startServer({
+      models: join(root, 'runs'),
+      port: 0,
+      logger: false,
+      token: 'tok-123',
+    });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${secured.url}/`);
+      await page.waitForSelector('#token-box:not([hidden])');
+      await expect.poll(() => page.locator('#status').textContent()).toMatch(/token/);
+      await page.fill('#token', 'tok-123');
+      await page.press('#token', 'Enter');
+      await expect.poll(() => page.locator('#model option').count()).toBe(1);
+      await page.goto(`${secured.url}/reports/demo/r1/widget/report/report.html`);
+      expect(await page.locator('h1').textContent()).toBe('widget report');
+      await page.close();
+    } finally {
+      await secured.app.close();
+    }
+  });
 });
