@@ -1,8 +1,8 @@
 import '@tensorflow/tfjs-backend-wasm';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMaps } from '../lib/eval/map-store';
 import { readScoresFile } from '../lib/eval/scores-file';
 import type { ThresholdsFile } from '../lib/eval/threshold-step';
@@ -18,6 +18,9 @@ let run: EvalRun;
 beforeAll(async () => {
   await tf.setBackend('wasm');
   run = await makeEvalRun();
+});
+afterAll(async () => {
+  if (run.runDir) await rm(run.runDir, { recursive: true, force: true });
 });
 
 describe('validate and threshold steps', () => {

@@ -1,9 +1,9 @@
 import '@tensorflow/tfjs-backend-wasm';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultTrainingConfig } from '../lib/config/schema';
 import { synthesizeDataset } from '../lib/data/synth';
 import { saveModel } from '../lib/model/io';
@@ -37,6 +37,9 @@ beforeAll(async () => {
     config: { ...defaultTrainingConfig(), image_size: 32, model: { widths: [4, 8] } },
     training: { backend: 'wasm', peakRssMiB: 900 },
   });
+});
+afterAll(async () => {
+  if (root) await rm(root, { recursive: true, force: true });
 });
 
 describe('npm run evaluate (offline evaluation)', () => {

@@ -1,8 +1,8 @@
 import '@tensorflow/tfjs-backend-wasm';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thresholdStep } from '../lib/eval/threshold-step';
 import { validateStep } from '../lib/eval/validate-step';
 import type { CategoryReport } from '../lib/report/category-report';
@@ -56,6 +56,9 @@ beforeAll(async () => {
   run.results.checkpoint = await checkpointStep(run.ctx('checkpoint'), localHooks());
   run.results.threshold = await thresholdStep(run.ctx('threshold'), localHooks());
   report = await reportStep(run.ctx('report'), localHooks());
+});
+afterAll(async () => {
+  if (run.runDir) await rm(run.runDir, { recursive: true, force: true });
 });
 
 const path = (name: string) => join(run.runDir, report.outputs.find((o) => o.name === name)!.path);
