@@ -22,7 +22,7 @@ import { loadVerifiedResult } from './reuse';
 
 export type StepRegistry = Record<StepActivity, StepFunction>;
 
-export interface ActivityOptions {
+export interface CreateActivitiesOptions {
   /** Cross-category summary; without one, `summary` returns an empty result. */
   summary?: SummaryFunction;
   /** Minimum gap between progress heartbeats (default 1000 ms). */
@@ -35,7 +35,7 @@ export type Activities = Record<StepActivity, StepActivityFunction> & {
   summary(runDir: string, outcomes: CategoryOutcome[]): Promise<SummaryResult>;
 };
 
-export function createActivities(steps: StepRegistry, opts: ActivityOptions = {}): Activities {
+export function createActivities(steps: StepRegistry, opts: CreateActivitiesOptions = {}): Activities {
   const stepActivities = Object.fromEntries(
     STEP_ACTIVITIES.map((name) => [name, stepActivity(name, steps[name], opts)]),
   ) as Record<StepActivity, StepActivityFunction>;
@@ -52,7 +52,11 @@ export function createActivities(steps: StepRegistry, opts: ActivityOptions = {}
   };
 }
 
-function stepActivity(activity: StepActivity, fn: StepFunction, opts: ActivityOptions): StepActivityFunction {
+function stepActivity(
+  activity: StepActivity,
+  fn: StepFunction,
+  opts: CreateActivitiesOptions,
+): StepActivityFunction {
   const run = async ({ ctx, reuseCompleted }: StepInvocation): Promise<StepActivityOutput> => {
     const context = Context.current();
     const { info } = context;

@@ -55,10 +55,14 @@ beforeAll(async () => {
   server = await startTestServer();
   const log = openSync(join(dir, 'workers.log'), 'a');
   // The supervisor: CPU worker in-process + one training worker child process.
-  supervisor = spawn(process.execPath, ['--import', 'tsx', 'test/support/test-worker.ts', '--train-slots', '1'], {
-    env: { ...process.env, TEMPORAL_ADDRESS: server.address },
-    stdio: ['ignore', log, log],
-  });
+  supervisor = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'test/support/test-worker.ts', '--train-slots', '1'],
+    {
+      env: { ...process.env, TEMPORAL_ADDRESS: server.address },
+      stdio: ['ignore', log, log],
+    },
+  );
 });
 
 afterAll(async () => {
@@ -95,7 +99,9 @@ describe('pipeline CLI', () => {
     expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
     const missing = await cli(['status', 'no-such-run']);
     expect(missing.code).toBe(2);
-    expect(missing.stderr.trim()).toBe("error: no pipeline run with id 'no-such-run' on this Temporal namespace");
+    expect(missing.stderr.trim()).toBe(
+      "error: no pipeline run with id 'no-such-run' on this Temporal namespace",
+    );
   });
 
   it('the worker supervisor shuts down gracefully on SIGTERM, children included', async () => {
