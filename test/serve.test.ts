@@ -274,6 +274,25 @@ describe('prediction API', () => {
       /at most 4 per request/,
     ],
     [
+      'malformed multipart',
+      async () => ({
+        method: 'POST',
+        url: '/v1/predict',
+        headers: { 'content-type': 'multipart/form-data' },
+        payload: 'no boundary',
+      }),
+      400,
+      'BAD_REQUEST',
+      /malformed multipart\/form-data body/,
+    ],
+    [
+      'JSON image of the wrong type',
+      async () => ({ method: 'POST', url: '/v1/predict', payload: { category: 'widget', image: 5 } }),
+      400,
+      'BAD_REQUEST',
+      /must be a base64 string, a data URI/,
+    ],
+    [
       'unknown route',
       async () => ({ method: 'GET', url: '/v2/nothing' }),
       404,

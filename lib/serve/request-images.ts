@@ -41,7 +41,9 @@ function decodeBase64(value: string, where: string): Buffer {
   return buf;
 }
 
-const jsonImage = z.union([z.string(), z.object({ name: z.string().optional(), data: z.string() })]);
+const jsonImage = z.union([z.string(), z.object({ name: z.string().optional(), data: z.string() })], {
+  error: 'must be a base64 string, a data URI, or {"name": ..., "data": <base64>}',
+});
 const jsonSingle = z.object({ category: z.string().optional(), image: jsonImage.optional() });
 const jsonBatch = z.object({ category: z.string().optional(), images: z.array(jsonImage).optional() });
 
@@ -101,6 +103,17 @@ function fromJson(body: unknown, batch: boolean, limits: RequestLimits): ImageRe
 }
 
 async function fromMultipart(req: FastifyRequest, limits: RequestLimits): Promise<ImageRequest> {
+  try {
+    return await readParts(req, limits);
+  } catch (err) {
+    // Limit errors (FST_*) and ours keep their meaning; anything else is busboy refusing the body.
+    const code = (err as { code?: unknown }).code;
+    if (err instanceof ApiError || (typeof code === 'string' && code.startsWith('FST_'))) throw err;
+    throw new ApiError(400, 'BAD_REQUEST', `malformed multipart/form-data body: ${(err as Error).message}`);
+  }
+}
+
+async function readParts(req: FastifyRequest, limits: RequestLimits): Promise<ImageRequest> {
   let category: string | undefined;
   const images: UploadedImage[] = [];
   let total = 0;
