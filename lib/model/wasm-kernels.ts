@@ -11,50 +11,27 @@
  * pixel iy = s*q + r only receives taps ky ≡ (r + padTop) mod s, so each of the s*s phases is a
  * small stride-1 correlation over dy. All phases read dy through the same window, so they become ONE
  * stride-1 conv whose s*s output-channel groups hold the (zero-embedded) phase filters, followed by
- * DepthToSpace to interleave the phases. For 3x3/stride 2 that is a 2x2 window (16 taps instead of
+ * one interleaving pass (DepthToSpace) to put the phases in place. For 3x3/stride 2 that is a 2x2 window (16 taps instead of
  * the 36 of the textbook zero-dilated dy), with no dilated copy of dy in memory.
  *
  * dW (Conv2DBackpropFilter): see `conv2DBackpropFilter` below.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { registerWasmDataKernels } from './wasm-data-kernels';
+import {
+  type Attrs,
+  dispose,
+  heapF32,
+  type KernelArgs,
+  type KernelFn,
+  originalKernel,
+  replaceKernel,
+  run,
+  type TensorInfo,
+} from './wasm-util';
 
-type TensorInfo = tf.TensorInfo;
-type Attrs = Record<string, unknown>;
-type KernelFn = (args: {
-  inputs: Record<string, TensorInfo>;
-  backend: BackendWasm;
-  attrs?: Attrs;
-}) => TensorInfo;
-
-const BACKEND = 'wasm';
 let registered = false;
-/** The backend's own implementations, kept as fallbacks for cases our kernels do not cover. */
-let nativeBackpropInput: KernelFn | undefined;
-
-function kernel(name: string): KernelFn {
-  const cfg = tf.getKernel(name, BACKEND);
-  if (!cfg) throw new Error(`wasm backend has no '${name}' kernel`);
-  return cfg.kernelFunc as unknown as KernelFn;
-}
-
-function run(
-  backend: BackendWasm,
-  name: string,
-  inputs: Record<string, TensorInfo>,
-  attrs: Attrs = {},
-): TensorInfo {
-  return kernel(name)({ inputs, backend, attrs });
-}
-
-function dispose(backend: BackendWasm, ...infos: TensorInfo[]): void {
-  for (const t of infos) backend.disposeData(t.dataId);
-}
-
-/** Float32 view on the wasm heap of a tensor the backend owns (valid until the next allocation). */
-function heapF32(backend: BackendWasm, t: TensorInfo): Float32Array {
-  return backend.typedArrayFromHeap(t) as Float32Array;
-}
 
 interface ConvGeometry {
   n: number;
@@ -129,43 +106,83 @@ function planAxis(size: number, outSize: number, f: number, s: number, pad: numb
   return { phases: s, outPerPhase: Math.ceil(size / s), window: hi - lo + 1, lo, tapPos };
 }
 
-/** Pads (positive) or crops (negative) dy along H and W so that a 'valid' conv reads the window. */
-function padOrCrop(
+/** Crops rows/cols where a required padding is negative; returns the remaining (>= 0) padding. */
+function cropNegative(
   backend: BackendWasm,
-  dy: TensorInfo,
+  x: TensorInfo,
   top: number,
   bottom: number,
   left: number,
   right: number,
 ) {
-  let cur = dy;
-  const owned: TensorInfo[] = [];
-  const [n, h, w, c] = dy.shape;
-  if (top < 0 || bottom < 0 || left < 0 || right < 0) {
-    const bt = Math.max(0, -top);
-    const bl = Math.max(0, -left);
-    const size = [n, h - bt - Math.max(0, -bottom), w - bl - Math.max(0, -right), c];
-    cur = run(backend, 'Slice', { x: cur }, { begin: [0, bt, bl, 0], size });
-    owned.push(cur);
+  if (top >= 0 && bottom >= 0 && left >= 0 && right >= 0) {
+    return { out: x, owned: [] as TensorInfo[], pads: [top, bottom, left, right] };
   }
-  if (top > 0 || bottom > 0 || left > 0 || right > 0) {
-    const paddings = [
-      [0, 0],
-      [Math.max(0, top), Math.max(0, bottom)],
-      [Math.max(0, left), Math.max(0, right)],
-      [0, 0],
-    ];
-    cur = run(backend, 'PadV2', { x: cur }, { paddings, constantValue: 0 });
-    owned.push(cur);
-  }
-  return { out: cur, owned };
+  const [n, h, w, c] = x.shape;
+  const bt = Math.max(0, -top);
+  const bl = Math.max(0, -left);
+  const size = [n, h - bt - Math.max(0, -bottom), w - bl - Math.max(0, -right), c];
+  const out = run(backend, 'Slice', { x }, { begin: [0, bt, bl, 0], size });
+  return { out, owned: [out], pads: [top, bottom, left, right].map((p) => Math.max(0, p)) };
 }
 
-function conv2DBackpropInput(args: {
-  inputs: Record<string, TensorInfo>;
-  backend: BackendWasm;
-  attrs?: Attrs;
-}) {
+/** Stride-1 'valid' conv with explicit zero padding (XNNPACK pads on the fly: no padded copy). */
+function convExplicit(
+  backend: BackendWasm,
+  x: TensorInfo,
+  filter: TensorInfo,
+  pads: number[],
+  dilations: [number, number] = [1, 1],
+): TensorInfo {
+  const [t, b, l, r] = pads;
+  return run(
+    backend,
+    'Conv2D',
+    { x, filter },
+    {
+      strides: [1, 1],
+      pad: [
+        [0, 0],
+        [t, b],
+        [l, r],
+        [0, 0],
+      ],
+      dilations,
+      dataFormat: 'NHWC',
+    },
+  );
+}
+
+/**
+ * Interleaves the s*s phase outputs [N, Hq, Wq, s*s*ci] into dx [N, H, W, ci] (DepthToSpace + crop
+ * in one pass; the wasm DepthToSpace kernel alone cost more than the convolution it follows).
+ */
+function interleavePhases(backend: BackendWasm, ph: TensorInfo, s: number, h: number, w: number, ci: number) {
+  const [n, hq, wq] = ph.shape;
+  const out = backend.makeOutput([n, h, w, ci], 'float32');
+  const src = heapF32(backend, ph);
+  const dst = heapF32(backend, out);
+  const g = s * s * ci;
+  for (let b = 0; b < n; b++)
+    for (let qy = 0; qy < hq; qy++)
+      for (let ry = 0; ry < s; ry++) {
+        const y = qy * s + ry;
+        if (y >= h) break;
+        for (let qx = 0; qx < wq; qx++) {
+          const sBase = ((b * hq + qy) * wq + qx) * g + ry * s * ci;
+          for (let rx = 0; rx < s; rx++) {
+            const x = qx * s + rx;
+            if (x >= w) break;
+            const so = sBase + rx * ci;
+            const d = ((b * h + y) * w + x) * ci;
+            for (let c = 0; c < ci; c++) dst[d + c] = src[so + c];
+          }
+        }
+      }
+  return out;
+}
+
+function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   const { inputs, backend } = args;
   const attrs = args.attrs ?? {};
   const dy = inputs.dy;
@@ -173,8 +190,9 @@ function conv2DBackpropInput(args: {
   const inputShape = attrs.inputShape as number[];
   const g = geometry(inputShape, filter.shape, attrs);
   if (!g || g.sh !== g.sw) {
-    if (!nativeBackpropInput) throw new Error('Conv2DBackpropInput: unsupported configuration');
-    return nativeBackpropInput(args);
+    const native = originalKernel('Conv2DBackpropInput');
+    if (!native) throw new Error('Conv2DBackpropInput: unsupported configuration');
+    return native(args) as TensorInfo;
   }
   const s = g.sh;
   const ph = planAxis(g.h, g.ho, g.fh, s, g.padTop);
@@ -211,63 +229,76 @@ function conv2DBackpropInput(args: {
   const bottom = ph.outPerPhase - 1 + ph.lo + ph.window - 1 - (g.ho - 1);
   const left = -pw.lo;
   const right = pw.outPerPhase - 1 + pw.lo + pw.window - 1 - (g.wo - 1);
-  const { out: dyp, owned } = padOrCrop(backend, dy, top, bottom, left, right);
-  const phasesOut = run(
-    backend,
-    'Conv2D',
-    { x: dyp, filter: comb },
-    { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC' },
-  );
+  const { out: dyc, owned, pads } = cropNegative(backend, dy, top, bottom, left, right);
+  const phasesOut = convExplicit(backend, dyc, comb, pads);
   dispose(backend, comb, ...owned);
   if (s === 1) return phasesOut;
-  const interleaved = run(backend, 'DepthToSpace', { x: phasesOut }, { blockSize: s, dataFormat: 'NHWC' });
+  const dx = interleavePhases(backend, phasesOut, s, g.h, g.w, g.ci);
   dispose(backend, phasesOut);
-  const [, fullH, fullW] = interleaved.shape;
-  if (fullH === g.h && fullW === g.w) return interleaved;
-  const cropped = run(
-    backend,
-    'Slice',
-    { x: interleaved },
-    { begin: [0, 0, 0, 0], size: [g.n, g.h, g.w, g.ci] },
-  );
-  dispose(backend, interleaved);
-  return cropped;
+  return dx;
 }
 
 /**
  * dW[ky,kx,ci,co] = sum_{n,oy,ox} x[n, oy*s+ky-pt, ox*s+kx-pl, ci] * dy[n,oy,ox,co].
  * A forward conv with batch and channels swapped: x as [ci,H,W,N] convolved with dy as the "filter"
- * [Ho,Wo,N,co], dilation = stride -> [ci,fh,fw,co] -> transpose. Alternatives measured and rejected
- * (docs/BENCHMARKS.md): per-tap GEMMs over zero-copy row views and im2col + one GEMM are dominated by
- * XNNPACK re-packing the large, freshly computed operand on every call.
+ * [Ho,Wo,N,co], dilation = stride -> [ci,fh,fw,co] -> [fh,fw,ci,co]. The layout changes are single
+ * JS passes over the heap (the wasm Transpose and PadV2 kernels were several times slower).
+ * Alternatives measured and rejected are in docs/BENCHMARKS.md.
  */
-function conv2DBackpropFilter(args: {
-  inputs: Record<string, TensorInfo>;
-  backend: BackendWasm;
-  attrs?: Attrs;
-}) {
+function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   const { inputs, backend } = args;
   const attrs = args.attrs ?? {};
   const { x, dy } = inputs;
   const filterShape = attrs.filterShape as number[];
   const g = geometry(x.shape, filterShape, attrs);
   if (!g) throw new Error('Conv2DBackpropFilter (wasm): only NHWC without dilation is supported');
-  // Rows/cols of x read: from -pad to (out-1)*s + f-1 - pad.
-  const top = g.padTop;
-  const bottom = (g.ho - 1) * g.sh + g.fh - 1 - g.padTop - (g.h - 1);
-  const left = g.padLeft;
-  const right = (g.wo - 1) * g.sw + g.fw - 1 - g.padLeft - (g.w - 1);
-  const xT = run(backend, 'Transpose', { x }, { perm: [3, 1, 2, 0] }); // [ci, H, W, N]
-  const { out: xp, owned } = padOrCrop(backend, xT, top, bottom, left, right);
-  const dyT = run(backend, 'Transpose', { x: dy }, { perm: [1, 2, 0, 3] }); // [Ho, Wo, N, co]
+  const { n, h, w, ci, co, ho, wo } = g;
+  // Rows/cols of x read: -pad .. (out-1)*s + f-1 - pad.
+  const hp = (ho - 1) * g.sh + g.fh;
+  const wp = (wo - 1) * g.sw + g.fw;
+  const xT = backend.makeOutput([ci, hp, wp, n], 'float32'); // padded, cropped, transposed x
+  const dyT = backend.makeOutput([ho, wo, n, co], 'float32');
+  {
+    const src = heapF32(backend, x);
+    const dst = heapF32(backend, xT);
+    dst.fill(0);
+    const y0 = Math.max(0, -g.padTop);
+    const y1 = Math.min(h, hp - g.padTop);
+    const x0 = Math.max(0, -g.padLeft);
+    const x1 = Math.min(w, wp - g.padLeft);
+    const planeStride = hp * wp * n;
+    for (let b = 0; b < n; b++)
+      for (let yy = y0; yy < y1; yy++)
+        for (let xx = x0; xx < x1; xx++) {
+          const so = ((b * h + yy) * w + xx) * ci;
+          const d = ((yy + g.padTop) * wp + (xx + g.padLeft)) * n + b;
+          for (let c = 0; c < ci; c++) dst[d + c * planeStride] = src[so + c];
+        }
+    const gsrc = heapF32(backend, dy);
+    const gdst = heapF32(backend, dyT);
+    for (let b = 0; b < n; b++)
+      for (let p = 0; p < ho * wo; p++) {
+        const so = (b * ho * wo + p) * co;
+        const d = (p * n + b) * co;
+        for (let o = 0; o < co; o++) gdst[d + o] = gsrc[so + o];
+      }
+  }
   const r = run(
     backend,
     'Conv2D',
-    { x: xp, filter: dyT },
+    { x: xT, filter: dyT },
     { strides: [1, 1], pad: 'valid', dilations: [g.sh, g.sw], dataFormat: 'NHWC' },
   ); // [ci, fh, fw, co]
-  dispose(backend, xT, dyT, ...owned);
-  const dw = run(backend, 'Transpose', { x: r }, { perm: [1, 2, 0, 3] });
+  dispose(backend, xT, dyT);
+  const dw = backend.makeOutput([g.fh, g.fw, ci, co], 'float32');
+  const rs = heapF32(backend, r);
+  const out = heapF32(backend, dw);
+  for (let c = 0; c < ci; c++)
+    for (let k = 0; k < g.fh * g.fw; k++) {
+      const so = (c * g.fh * g.fw + k) * co;
+      const d = (k * ci + c) * co;
+      for (let o = 0; o < co; o++) out[d + o] = rs[so + o];
+    }
   dispose(backend, r);
   return dw;
 }
@@ -338,33 +369,14 @@ function resizeNearestNeighborGrad(args: {
 }
 
 /**
- * Registers the training kernels on the wasm backend. Idempotent; safe to call before or after
- * `tf.setBackend('wasm')` (kernels are looked up per call).
+ * Registers the training kernels (and the faster data-movement kernels) on the wasm backend.
+ * Idempotent; safe to call before or after `tf.setBackend('wasm')` (kernels are looked up per call).
  */
 export function registerWasmTrainingKernels(): void {
   if (registered) return;
   registered = true;
-  const existing = tf.getKernel('Conv2DBackpropInput', BACKEND);
-  if (existing) {
-    nativeBackpropInput = existing.kernelFunc as unknown as KernelFn;
-    tf.unregisterKernel('Conv2DBackpropInput', BACKEND);
-  }
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropInput',
-    backendName: BACKEND,
-    kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
-  });
-  for (const name of ['Conv2DBackpropFilter', 'ResizeNearestNeighborGrad']) {
-    if (tf.getKernel(name, BACKEND)) tf.unregisterKernel(name, BACKEND);
-  }
-  tf.registerKernel({
-    kernelName: 'ResizeNearestNeighborGrad',
-    backendName: BACKEND,
-    kernelFunc: resizeNearestNeighborGrad as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropFilter',
-    backendName: BACKEND,
-    kernelFunc: conv2DBackpropFilter as unknown as tf.KernelFunc,
-  });
+  replaceKernel('Conv2DBackpropInput', conv2DBackpropInput as KernelFn);
+  replaceKernel('Conv2DBackpropFilter', conv2DBackpropFilter as KernelFn);
+  replaceKernel('ResizeNearestNeighborGrad', resizeNearestNeighborGrad as KernelFn);
+  registerWasmDataKernels();
 }

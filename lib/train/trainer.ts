@@ -96,13 +96,13 @@ export class TrainingCancelled extends Error {
 
 const noopLogger: TrainLogger = { info: () => {}, warn: () => {} };
 
-interface StepOutput {
+export interface StepOutput {
   loss: number;
   terms: Partial<Record<LossTerm, number>>;
 }
 
-/** One optimisation step; every intermediate tensor is released. */
-function trainOnBatch(
+/** One optimisation step (forward, loss, gradients, clipping, update); every intermediate tensor is released. */
+export function trainOnBatch(
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
   loss: LossFunction,
