@@ -25,6 +25,10 @@ export interface RunningServer {
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const { models, skipped } = await loadServedModels(opts.models);
   const { app } = await buildServer({ ...opts, models });
+  // The models were loaded here, so they are released here (after in-flight requests have drained).
+  app.addHook('onClose', async () => {
+    for (const m of models) m.pkg.model.dispose();
+  });
   const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
   return { app, url: address, models, skipped };
 }
