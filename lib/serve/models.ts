@@ -46,10 +46,13 @@ async function findPackageDirs(root: string, depth = 6): Promise<string[]> {
   return found.sort();
 }
 
-/** `runs/<pipeline>/<run-id>/<category>/<step>/package` -> the run folder, if the layout matches. */
-function runDirOf(packageDir: string, runId: string): string | null {
-  const runDir = dirname(dirname(dirname(packageDir)));
-  return basename(runDir) === runId ? runDir : null;
+/**
+ * `<runDir>/<category>/<step>/package` (the step contract's layout) -> the run folder, when the
+ * package sits in one (a copied-out package folder has no run around it).
+ */
+function runDirOf(packageDir: string, category: string): string | null {
+  const categoryDir = dirname(dirname(packageDir));
+  return basename(categoryDir) === category ? dirname(categoryDir) : null;
 }
 
 export interface LoadModelsResult {
@@ -69,7 +72,7 @@ export async function loadServedModels(path: string): Promise<LoadModelsResult> 
   const make = (pkg: LoadedPackage): ServedModel => ({
     category: pkg.metadata.category,
     pkg: pkg as ServedModel['pkg'],
-    runDir: runDirOf(pkg.dir, pkg.metadata.runId),
+    runDir: runDirOf(pkg.dir, pkg.metadata.category),
   });
   if (await isFile(join(root, PACKAGE_FILES.manifest))) {
     return { models: [make(await loadModelPackage(root, { requireCalibration: true }))], skipped: [] };
