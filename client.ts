@@ -15,8 +15,8 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { trainingOverridesFromFlags } from './lib/config/cli-overrides';
 import { DEFAULT_RUNS_ROOT, displayPath } from './lib/config/paths';
-import type { DeepPartial, TrainingConfig } from './lib/config/schema';
 import type { RunPlan } from './lib/pipeline/plan';
 import { writeJsonAtomic } from './lib/util/atomic';
 import { describeError, isUserError, UserError } from './lib/util/errors';
@@ -81,6 +81,8 @@ interface PlanFlags {
   imageSize?: number;
   lr?: number;
   seed?: number;
+  /** Repeatable `--set key=value` training overrides (see docs/CONFIG.md). */
+  set?: string[];
 }
 
 interface WorkerFlags {
@@ -105,7 +107,12 @@ function addPlanOptions(cmd: Command): Command {
     .option('--seed <n>', 'override training.seed', (v) => {
       if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
       return Number(v);
-    });
+    })
+    .option(
+      '--set <key=value>',
+      'override any training setting, e.g. --set epochs=3 --set model.widths=[8,16] (repeatable; --epochs etc. win over --set)',
+      (item: string, previous: string[] = []) => [...previous, item],
+    );
 }
 
 function addWorkerOptions(cmd: Command): Command {
@@ -122,20 +129,14 @@ async function planFromFlags(flags: PlanFlags & { runId?: string }): Promise<Run
   if (flags.allCategories && flags.category?.length) {
     throw new UserError('INVALID_ARGUMENT', 'use either --all-categories or --category, not both');
   }
-  const training: DeepPartial<TrainingConfig> = {
-    ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
-    ...(flags.batchSize !== undefined ? { batch_size: flags.batchSize } : {}),
-    ...(flags.imageSize !== undefined ? { image_size: flags.imageSize } : {}),
-    ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
-    ...(flags.lr !== undefined ? { optimizer: { lr: flags.lr } } : {}),
-  };
+  const overrides = trainingOverridesFromFlags(flags);
   // Loaded on demand: it pulls in the dataset code, which commands like `status` do not need.
   const { buildRunPlan } = await import('./lib/pipeline/build-plan');
   return buildRunPlan({
     pipelinePath: flags.pipeline,
     dataRoot: flags.dataRoot,
     categories: flags.allCategories ? 'all' : flags.category,
-    overrides: Object.keys(training).length ? training : undefined,
+    overrides,
     runsRoot: flags.runsRoot,
     runId: flags.runId,
   });

@@ -166,9 +166,13 @@ export function extraLayers(
   ];
 }
 
+/** One `--set` key segment: a config key name (also keeps `__proto__` & co. out of the object). */
+const SET_KEY_SEGMENT_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
+
 /**
  * Parses CLI `--set key.path=value` items (value read as YAML: `epochs=3`, `augmentation.enabled=false`,
- * `model.widths=[8,16]`) into a nested override object.
+ * `model.widths=[8,16]`) into a nested override object. Only the syntax is checked here; whether
+ * the keys and values are valid settings is checked with the schema (`layerProblems`).
  */
 export function parseSetOverrides(items: readonly string[]): DeepPartial<TrainingConfig> {
   const out: PlainObject = {};
@@ -180,7 +184,23 @@ export function parseSetOverrides(items: readonly string[]): DeepPartial<Trainin
       .trim()
       .replace(/^training\./, '')
       .split('.');
-    const value: unknown = parseYamlValue(item.slice(eq + 1));
+    const badKey = keys.find((k) => !SET_KEY_SEGMENT_RE.test(k));
+    if (badKey !== undefined) {
+      throw new UserError(
+        'INVALID_ARGUMENT',
+        `--set ${item}: invalid key ${JSON.stringify(item.slice(0, eq))}: expected dotted setting names like optimizer.lr`,
+      );
+    }
+    let value: unknown;
+    try {
+      value = parseYamlValue(item.slice(eq + 1));
+    } catch (err) {
+      // A YAML syntax error (e.g. `model.widths=[8,`) is the user's typo, not an internal error.
+      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      throw new UserError('INVALID_ARGUMENT', `--set ${item}: the value is not valid YAML (${reason})`, {
+        cause: err,
+      });
+    }
     let cur = out;
     keys.slice(0, -1).forEach((k) => {
       if (!isPlainObject(cur[k])) cur[k] = {};
