@@ -430,10 +430,13 @@ describe('bearer token auth', () => {
     expect(ok.statusCode).toBe(200);
     expect(ok.json().category).toBe('gadget');
     expect(
-      (await secured.inject({ url: '/metrics', headers: { cookie: 'anomaly_spotter_token=s3cret' } }))
-        .statusCode,
+      (await secured.inject({ url: '/metrics', headers: { authorization: 'Bearer s3cret' } })).statusCode,
     ).toBe(200);
     expect((await secured.inject('/metrics')).statusCode).toBe(401);
+    // The cookie (set by the web page for report links) opens /reports only, never the API.
+    const cookie = { cookie: 'anomaly_spotter_token=s3cret' };
+    expect((await secured.inject({ url: '/reports/', headers: cookie })).statusCode).toBe(200);
+    expect((await secured.inject({ url: '/metrics', headers: cookie })).statusCode).toBe(401);
     expect((await secured.inject('/healthz')).statusCode).toBe(200);
   });
 });

@@ -103,12 +103,17 @@ const escapeHtml = (s: string) =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
   );
 
-function tokenOf(req: FastifyRequest): string | null {
+/**
+ * The bearer token of a request. The cookie is accepted only for GET /reports (plain links cannot send
+ * headers); the API itself wants the header, so a cookie can never authorise a cross-site POST.
+ */
+function tokenOf(req: FastifyRequest, allowCookie: boolean): string | null {
   const auth = req.headers.authorization;
   if (auth) {
     const m = /^Bearer\s+(.+)$/i.exec(auth);
     return m ? m[1].trim() : '';
   }
+  if (!allowCookie) return null;
   const cookies = req.headers.cookie ?? '';
   for (const c of cookies.split(';')) {
     const [k, ...v] = c.trim().split('=');
@@ -169,7 +174,7 @@ export async function buildServer(
     if (!token) return;
     const path = req.url.split('?')[0];
     if (!(path.startsWith('/v1/') || path === '/metrics' || path.startsWith('/reports'))) return;
-    const given = tokenOf(req);
+    const given = tokenOf(req, req.method === 'GET' && path.startsWith('/reports'));
     if (given === null) {
       throw new ApiError(
         401,
