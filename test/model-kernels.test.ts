@@ -208,3 +208,32 @@ describe('no leaks', () => {
     expect(backend.numDataIds()).toBe(d0);
   });
 });
+
+describe('training forward pass', () => {
+  it('unetTrainForward equals model.apply, value and gradients (wasm and cpu)', async () => {
+    const { unetTrainForward } = await import('../lib/model/train-forward');
+    const model = buildUNetLite({ imageSize: 16, widths: [4, 8], seed: 5 });
+    // Non-zero biases, so that fused and unfused bias handling are both exercised.
+    for (const w of model.trainableWeights)
+      if (w.shape.length === 1) w.write(tf.randomNormal(w.shape, 0, 0.1, 'float32', 3));
+    const x = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const lossOf = (f: () => tf.Tensor) => () => tf.losses.meanSquaredError(x, f()) as tf.Scalar;
+    for (const backend of ['wasm', 'cpu']) {
+      await onBackend(backend, async () => {
+        const a = tf.variableGrads(
+          lossOf(() => model.apply(x) as tf.Tensor),
+          vars,
+        );
+        const b = tf.variableGrads(
+          lossOf(() => unetTrainForward(model, x, 2)),
+          vars,
+        );
+        expect(Math.abs(a.value.dataSync()[0] - b.value.dataSync()[0])).toBeLessThan(1e-6);
+        for (const k of Object.keys(a.grads))
+          expect(relMaxDiff(a.grads[k].dataSync(), b.grads[k].dataSync())).toBeLessThan(1e-4);
+      });
+    }
+    model.dispose();
+  });
+});
