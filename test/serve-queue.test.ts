@@ -17,9 +17,31 @@ describe('BatchingQueue', () => {
     }, 4);
     const results = await Promise.all([q.run([1]), q.run([2, 3]), q.run([4]), q.run([5, 6]), q.run([7])]);
     expect(results).toEqual([[10], [20, 30], [40], [50, 60], [70]]);
-    // First request alone (the queue was idle), then whole requests while they fit in 4.
-    expect(batches).toEqual([[1], [2, 3, 4], [5, 6, 7]]);
+    // Whole requests while they fit in 4 (requests submitted in the same tick join the first batch).
+    expect(batches).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7],
+    ]);
+    await q.drain();
     expect(q.depth).toBe(0);
+  });
+
+  it('requests that arrive while a batch blocks the event loop join the next batch', async () => {
+    const batches: number[][] = [];
+    const later: Promise<number[]>[] = [];
+    const q = new BatchingQueue<number, number>(async (xs) => {
+      if (batches.length === 0) {
+        // Requests arriving during this batch: their callbacks can only run once it has finished.
+        for (const x of [2, 3, 4]) later.push(new Promise((r) => setTimeout(() => r(q.run([x])), 0)));
+      }
+      batches.push(xs);
+      const end = Date.now() + 20;
+      while (Date.now() < end); // synchronous, like wasm inference on the main thread
+      return xs;
+    }, 8);
+    await q.run([1]);
+    await Promise.all(later);
+    expect(batches).toEqual([[1], [2, 3, 4]]);
   });
 
   it('a failing batch rejects its requests only; the queue carries on', async () => {
@@ -43,6 +65,7 @@ describe('BatchingQueue', () => {
       2,
     );
     const running = q.run([1]);
+    await new Promise((r) => setImmediate(r)); // the first batch has started: it no longer counts as waiting
     const waiting = [q.run([2]), q.run([3])];
     await expect(q.run([4])).rejects.toBeInstanceOf(QueueFullError);
     await Promise.all([running, ...waiting]);

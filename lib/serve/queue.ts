@@ -47,10 +47,15 @@ export class BatchingQueue<I, O> {
 
   private kick(): void {
     if (this.running || this.pending.length === 0) return;
-    this.running = this.next().finally(() => {
-      this.running = null;
-      this.kick();
-    });
+    // Yield to the event loop before taking a batch: inference blocks the loop (wasm runs on the main
+    // thread), so requests that were parsed and decoded meanwhile only reach `pending` once their I/O
+    // callbacks have run. Without this the next batch would start with a single request.
+    this.running = new Promise<void>((r) => setImmediate(r))
+      .then(() => this.next())
+      .finally(() => {
+        this.running = null;
+        this.kick();
+      });
   }
 
   /** Takes whole requests from the head while they fit in maxBatch (always at least one). */
