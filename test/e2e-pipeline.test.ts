@@ -144,17 +144,24 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  let supervisorForceKilled = false;
   if (supervisor && supervisor.exitCode === null && supervisor.signalCode === null) {
     const exited = new Promise<void>((resolve) => supervisor.once('exit', () => resolve()));
+    // SIGTERM: the supervisor stops its training child and waits for it before exiting.
     supervisor.kill('SIGTERM');
-    const timer = setTimeout(() => supervisor.kill('SIGKILL'), 30_000);
+    const timer = setTimeout(() => {
+      supervisorForceKilled = true;
+      supervisor.kill('SIGKILL');
+    }, 30_000);
     await exited;
     clearTimeout(timer);
   }
-  // A training child outlives a SIGKILLed supervisor; these are only the pids this test started.
-  for (const pid of trainWorkerPids) {
+  // Only a force-killed supervisor leaves its current training child behind. Never signal older
+  // pids: those processes are gone and their pids may belong to someone else by now.
+  const currentChild = trainWorkerPids.at(-1);
+  if (supervisorForceKilled && currentChild !== undefined) {
     try {
-      process.kill(pid, 'SIGKILL');
+      process.kill(currentChild, 'SIGKILL');
     } catch {
       // already gone
     }
