@@ -155,7 +155,18 @@ function peakRssRun(b: number): number | string {
 async function main() {
   const info = await selectBackend('auto', 'train');
   if (o.rssChild) {
-    await measureOurs(batch, 2);
+    // Two real training steps (mse+ssim+edge, gradient clipping) at the requested batch size.
+    const cfg = trainingConfigSchema.parse({
+      image_size: size,
+      batch_size: batch,
+      model: { widths },
+      loss: { perceptual: 0 },
+    });
+    const model = buildUNetLite({ imageSize: size, widths, seed: 0 });
+    const opt = createOptimizer(cfg);
+    const loss = await createLoss(cfg.loss, size);
+    const x = tf.randomUniform([batch, size, size, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+    for (let i = 0; i < 2; i++) trainOnBatch(model, opt, loss, x, cfg, 1e-4);
     console.log(Math.round(process.resourceUsage().maxRSS / 1024)); // MiB
     return;
   }

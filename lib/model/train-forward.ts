@@ -31,23 +31,27 @@ function convParams(
   return { kernel, bias, strides, activation };
 }
 
+function fusedKernel(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, p: ConvParams): tf.Tensor4D {
+  return tf.engine().runKernel(
+    'FusedConv2D',
+    { x, filter: w, bias: b },
+    {
+      strides: [p.strides, p.strides],
+      pad: 'same',
+      dataFormat: 'NHWC',
+      dilations: [1, 1],
+      activation: p.activation,
+      leakyreluAlpha: 0,
+    },
+  ) as tf.Tensor4D;
+}
+
 /** y = act(conv(x, w) + b) as one FusedConv2D kernel; gradients for x, w and b. */
 function fusedConv(x: tf.Tensor4D, p: ConvParams): tf.Tensor4D {
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, w, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
-    const y = tf.engine().runKernel(
-      'FusedConv2D',
-      { x: xi, filter: w, bias: b },
-      {
-        strides: [p.strides, p.strides],
-        pad: 'same',
-        dataFormat: 'NHWC',
-        dilations: [1, 1],
-        activation: p.activation,
-        leakyreluAlpha: 0,
-      },
-    ) as tf.Tensor4D;
+    const y = fusedKernel(xi, w, b, p);
     save([xi, w, y]);
     return {
       value: y,
@@ -83,6 +87,42 @@ function backpropFilter(
   ) as tf.Tensor4D;
 }
 
+const RESIZE_ATTRS = { alignCorners: false, halfPixelCenters: false };
+
+function upConcat(h: tf.Tensor4D, skip: tf.Tensor4D): tf.Tensor4D {
+  const [, hh, ww] = h.shape;
+  return tf.concat([tf.image.resizeNearestNeighbor(h, [hh * 2, ww * 2]), skip], 3);
+}
+
+/**
+ * A decoder block, y = relu(conv(concat(upsample2x(h), skip)) + b), as one op: the upsampled and
+ * concatenated tensors (the largest of the network) are freed right after the forward and recomputed
+ * in the backward pass, instead of living until the end of backpropagation.
+ */
+function decoderBlock(h: tf.Tensor4D, skip: tf.Tensor4D, p: ConvParams): tf.Tensor4D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [hi, si, w, b] = args as tf.Tensor4D[];
+    const save = args[4] as tf.GradSaveFunc;
+    const y = tf.tidy(() => fusedKernel(upConcat(hi, si), w, b, p));
+    save([hi, si, w, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sh, ss, sw, sy] = saved as tf.Tensor4D[];
+        const dz = tf.mul(dy, tf.step(sy)) as tf.Tensor4D;
+        const cat = upConcat(sh, ss);
+        const dcat = tf.conv2dTranspose(dz, sw, cat.shape, p.strides, 'same');
+        const [dup, dskip] = tf.split(dcat, [sh.shape[3], ss.shape[3]], 3);
+        const dh = tf
+          .engine()
+          .runKernel('ResizeNearestNeighborGrad', { images: sh, dy: dup }, RESIZE_ATTRS) as tf.Tensor;
+        return [dh, dskip, backpropFilter(cat, dz, sw.shape, p.strides), tf.sum(dz, [0, 1, 2])];
+      },
+    };
+  });
+  return f(h, skip, p.kernel, p.bias) as tf.Tensor4D;
+}
+
 /** The training forward pass of a `buildUNetLite` model with `levels` width levels. */
 export function unetTrainForward(model: tf.LayersModel, x: tf.Tensor4D, levels: number): tf.Tensor4D {
   let h = x;
@@ -94,9 +134,7 @@ export function unetTrainForward(model: tf.LayersModel, x: tf.Tensor4D, levels: 
   }
   h = fusedConv(h, convParams(model, 'bottleneck', 1, 'relu'));
   for (let i = levels - 1; i >= 0; i--) {
-    const [, hh, ww] = h.shape;
-    const up = tf.image.resizeNearestNeighbor(h, [hh * 2, ww * 2]);
-    h = fusedConv(tf.concat([up, skips[i]], 3), convParams(model, `dec${i}_conv`, 1, 'relu'));
+    h = decoderBlock(h, skips[i], convParams(model, `dec${i}_conv`, 1, 'relu'));
   }
   return fusedConv(h, convParams(model, 'head', 1, 'sigmoid'));
 }
