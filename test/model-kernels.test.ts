@@ -215,7 +215,7 @@ describe('training forward pass', () => {
     const model = buildUNetLite({ imageSize: 16, widths: [4, 8], seed: 5 });
     // Non-zero biases, so that fused and unfused bias handling are both exercised.
     for (const w of model.trainableWeights)
-      if (w.shape.length === 1) w.write(tf.randomNormal(w.shape, 0, 0.1, 'float32', 3));
+      if (w.shape.length === 1) w.write(tf.randomNormal(w.shape as number[], 0, 0.1, 'float32', 3));
     const x = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const lossOf = (f: () => tf.Tensor) => () => tf.losses.meanSquaredError(x, f()) as tf.Scalar;

@@ -47,7 +47,8 @@ function fusedKernel(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, p: ConvParams): t
 }
 
 /** y = act(conv(x, w) + b) as one FusedConv2D kernel; gradients for x, w and b. */
-function fusedConv(x: tf.Tensor4D, p: ConvParams): tf.Tensor4D {
+/** `inputGrad` false: the input is the image batch, whose gradient nobody reads (zeros, no conv). */
+function fusedConv(x: tf.Tensor4D, p: ConvParams, inputGrad = true): tf.Tensor4D {
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, w, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
@@ -59,7 +60,9 @@ function fusedConv(x: tf.Tensor4D, p: ConvParams): tf.Tensor4D {
         const [sx, sw, sy] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
         const dz = p.activation === 'relu' ? tf.mul(dy, tf.step(sy)) : tf.mul(dy, tf.mul(sy, tf.sub(1, sy))); // sigmoid' = y (1 - y)
         return [
-          tf.conv2dTranspose(dz as tf.Tensor4D, sw, sx.shape, p.strides, 'same'),
+          inputGrad
+            ? tf.conv2dTranspose(dz as tf.Tensor4D, sw, sx.shape, p.strides, 'same')
+            : tf.zerosLike(sx),
           backpropFilter(sx, dz as tf.Tensor4D, sw.shape, p.strides),
           tf.sum(dz, [0, 1, 2]),
         ];
@@ -128,7 +131,7 @@ export function unetTrainForward(model: tf.LayersModel, x: tf.Tensor4D, levels: 
   let h = x;
   const skips: tf.Tensor4D[] = [];
   for (let i = 0; i < levels; i++) {
-    h = fusedConv(h, convParams(model, `enc${i}_conv`, 1, 'relu'));
+    h = fusedConv(h, convParams(model, `enc${i}_conv`, 1, 'relu'), i > 0);
     skips.push(h);
     h = fusedConv(h, convParams(model, `enc${i}_down`, 2, 'relu'));
   }

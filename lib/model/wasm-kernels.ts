@@ -3,16 +3,19 @@
  *
  * tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter (training any conv net fails) and a naive
  * Conv2DBackpropInput (seconds per step). Both are rebuilt here from the backend's fast forward
- * Conv2D (XNNPACK) plus cheap data-movement kernels, calling the wasm kernel functions directly on
- * TensorInfos: no engine tensors are created, so nothing is tracked, taped or leaked; every
- * intermediate is released with `backend.disposeData`.
+ * Conv2D (XNNPACK) plus single-pass layout loops over the wasm heap, calling the wasm kernel
+ * functions directly on TensorInfos: no engine tensors are created, so nothing is tracked, taped or
+ * leaked; every intermediate is released with `backend.disposeData`. The wasm
+ * ResizeNearestNeighborGrad is replaced too (sum pooling), and `registerWasmDataKernels` swaps in
+ * faster Concat/SplitV/Sum/Identity (see docs/BENCHMARKS.md for the measurements).
  *
  * dX (Conv2DBackpropInput), stride s: the transposed convolution is split by output phase. Input
  * pixel iy = s*q + r only receives taps ky ≡ (r + padTop) mod s, so each of the s*s phases is a
  * small stride-1 correlation over dy. All phases read dy through the same window, so they become ONE
  * stride-1 conv whose s*s output-channel groups hold the (zero-embedded) phase filters, followed by
- * one interleaving pass (DepthToSpace) to put the phases in place. For 3x3/stride 2 that is a 2x2 window (16 taps instead of
- * the 36 of the textbook zero-dilated dy), with no dilated copy of dy in memory.
+ * one interleaving pass (DepthToSpace + crop) to put the phases in place. For 3x3/stride 2 that is a
+ * 2x2 window (16 taps per pixel instead of the 36 of the textbook zero-dilated dy), with no dilated
+ * copy of dy in memory.
  *
  * dW (Conv2DBackpropFilter): see `conv2DBackpropFilter` below.
  */
