@@ -75,6 +75,30 @@ describe('LR schedules and early stopping', () => {
   });
 });
 
+describe('optimizers', () => {
+  it('AdamW applies decoupled weight decay to kernels only', async () => {
+    const base = tinyConfig({ epochs: 1, augmentation: { enabled: false } });
+    const norms = async (opt: 'adam' | 'adamw', wd: number) => {
+      const r = await train({
+        config: { ...base, optimizer: { name: opt, lr: 0.05, weight_decay: wd } },
+        ...data(),
+        checkpointDir: await tmp('opt-'),
+      });
+      const out = r.model.trainableWeights.map((w) => ({
+        rank: w.shape.length,
+        sq: tf.sum(tf.square(w.read())).dataSync()[0],
+      }));
+      r.model.dispose();
+      return out;
+    };
+    const adam = await norms('adam', 0);
+    const adamw = await norms('adamw', 2);
+    const kernels = (xs: { rank: number; sq: number }[]) =>
+      xs.filter((x) => x.rank > 1).reduce((a, b) => a + b.sq, 0);
+    expect(kernels(adamw)).toBeLessThan(kernels(adam) * 0.9);
+  });
+});
+
 describe('checkpoints', () => {
   it('round trip restores weights and Adam moments exactly', async () => {
     const dir = await tmp('ck-');
