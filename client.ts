@@ -19,6 +19,7 @@ import { trainingOverridesFromFlags } from './lib/config/cli-overrides';
 import { DEFAULT_RUNS_ROOT, displayPath } from './lib/config/paths';
 import type { RunPlan } from './lib/pipeline/plan';
 import { writeJsonAtomic } from './lib/util/atomic';
+import { positiveInt, positiveNumber } from './lib/util/cli-args';
 import { describeError, isUserError, UserError } from './lib/util/errors';
 import { targetFromEnv } from './temporal/connection';
 import { readRunProgress } from './temporal/progress';
@@ -48,17 +49,6 @@ const note = (line: string): void => void process.stderr.write(`${line}\n`);
 
 // ---------- option parsing ----------
 
-function positiveInt(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1)
-    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
-  return Number(value);
-}
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new InvalidArgumentError(`expected a positive number, got '${value}'`);
-  return n;
-}
 function gpuList(value: string): number[] {
   if (!/^\d+(,\d+)*$/.test(value))
     throw new InvalidArgumentError(`expected GPU indices like 0,1; got '${value}'`);

@@ -11,18 +11,19 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { trainingOverridesFromFlags } from '../lib/config/cli-overrides';
 import { DEFAULT_RUNS_ROOT, displayPath } from '../lib/config/paths';
 import { buildRunPlan } from '../lib/pipeline/build-plan';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
 import { writeJsonAtomic } from '../lib/util/atomic';
+import { positiveInt } from '../lib/util/cli-args';
+import { freePort } from '../lib/util/free-port';
 import { startDevServer } from '../temporal/dev-server';
 import { startPipelineRun } from '../temporal/runs';
 import type { StepActivityOutput, StepInvocation } from '../workflows/definitions';
@@ -35,12 +36,6 @@ import {
 } from './pipeline-timeline';
 
 const WORKER_ENTRY = fileURLToPath(new URL('../worker.ts', import.meta.url));
-
-const positiveInt = (value: string): number => {
-  if (!/^\d+$/.test(value) || Number(value) < 1)
-    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
-  return Number(value);
-};
 
 interface BenchFlags {
   pipeline: string;
@@ -68,18 +63,6 @@ const flags = new Command('bench:pipeline')
   .option('--json <file>', 'results JSON (default: <run dir>/bench-pipeline.json)')
   .parse()
   .opts<BenchFlags>();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const TASK_QUEUE_TYPE_WORKFLOW = 1;
 const TASK_QUEUE_TYPE_ACTIVITY = 2;

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig } from '../lib/config/schema';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
@@ -21,12 +21,7 @@ import { exportModelPackage, writeCalibration } from '../lib/model/package';
 import { buildUNetLite } from '../lib/model/unet';
 import { loadDefaultScorer } from '../lib/serve/predictor';
 import { startServer } from '../lib/serve/start';
-
-const positiveInt = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`'${value}' is not a positive integer`);
-  return n;
-};
+import { positiveInt } from '../lib/util/cli-args';
 
 const opts = new Command('bench:serve')
   .description('Serving latency benchmark (HTTP, loopback)')

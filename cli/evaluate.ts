@@ -4,15 +4,10 @@
  * (report.md / report.html / report.json / predictions.csv) the pipeline's report step writes.
  */
 import { join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { evaluateOffline } from '../lib/report/evaluate-offline';
+import { positiveInt } from '../lib/util/cli-args';
 import { describeError, isUserError } from '../lib/util/errors';
-
-const positiveInt = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`'${value}' is not a positive integer`);
-  return n;
-};
 
 const program = new Command('evaluate')
   .description('Evaluate a trained model package on a dataset and write the report')

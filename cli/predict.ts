@@ -5,19 +5,14 @@
  */
 import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { loadModelPackage } from '../lib/model/package';
 import { collectInputs, predictFiles } from '../lib/serve/batch-predict';
 import type { ServedModel } from '../lib/serve/models';
 import { loadDefaultScorer } from '../lib/serve/predictor';
+import { positiveInt } from '../lib/util/cli-args';
 import { describeError, isUserError } from '../lib/util/errors';
-
-const positiveInt = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`'${value}' is not a positive integer`);
-  return n;
-};
 
 const program = new Command('predict')
   .description('Score images with a model package; writes predictions.csv, predictions.json and overlay PNGs')

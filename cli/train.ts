@@ -8,20 +8,15 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { loadTrainingConfig, parseSetOverrides } from '../lib/config/load';
 import type { TrainingConfig } from '../lib/config/schema';
 import { preprocessStep } from '../lib/data/preprocess-step';
 import type { StepContext, StepHooks, StepResult } from '../lib/steps/contracts';
 import { trainStep } from '../lib/train/train-step';
 import { TrainingCancelled } from '../lib/train/trainer';
+import { positiveInt } from '../lib/util/cli-args';
 import { describeError, isUserError } from '../lib/util/errors';
-
-const positiveInt = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`'${value}' is not a positive integer`);
-  return n;
-};
 
 const program = new Command('train')
   .description('Preprocess and train one category locally (no Temporal); rerun to resume')
