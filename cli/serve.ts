@@ -1,10 +1,11 @@
 /**
- * `npm run serve -- --models <package dir | runs dir> [--port 8080 --host 127.0.0.1 --token T --max-body-mb 10]`
+ * `npm run serve -- --models <package dir | runs dir> [--port 8080 --host 127.0.0.1 --token T --max-body-mb 10 --engine tfjs|onnx]`
  * Serves the prediction API, the web page (/) and the loaded runs' reports (/reports/).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { createLogger } from '../lib/monitor/logger';
+import { INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { startServer } from '../lib/serve/start';
 import { describeError, isUserError } from '../lib/util/errors';
 
@@ -43,6 +44,15 @@ const program = new Command('serve')
       .choices(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu'])
       .default('auto'),
   )
+  .addOption(
+    new Option(
+      '--engine <name>',
+      "model forward pass: tfjs (the --backend), or onnx (ONNX Runtime's CPU engine)",
+    )
+      .choices([...INFERENCE_ENGINES])
+      .default('tfjs'),
+  )
+  .option('--engine-threads <n>', 'ONNX Runtime threads (default: all cores)', positive('count'))
   .parse();
 
 const opts = program.opts<{
@@ -55,6 +65,8 @@ const opts = program.opts<{
   maxBatch: number;
   maxQueue: number;
   backend: BackendPreference;
+  engine: InferenceEngine;
+  engineThreads?: number;
 }>();
 
 const log = createLogger({ service: 'serve' });
@@ -73,6 +85,8 @@ async function main(): Promise<void> {
     maxFiles: opts.maxBatch,
     maxQueue: opts.maxQueue,
     logger: log,
+    engine: opts.engine,
+    engineThreads: opts.engineThreads,
   });
   for (const s of server.skipped) log.warn({ package: s.dir }, `skipped package: ${s.reason}`);
   for (const m of server.models) {
@@ -85,7 +99,7 @@ async function main(): Promise<void> {
     log.warn(`listening on ${opts.host} without a token: anyone who can reach it can use the API`);
   }
   log.info(
-    `backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
+    `engine ${opts.engine}; backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
   );
   const stop = async (signal: string) => {
     log.info(`${signal}: finishing in-flight requests`);

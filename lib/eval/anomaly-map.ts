@@ -96,15 +96,24 @@ export function imageScore(map: Float32Array, cfg: AnomalyMapConfig): number {
   return sum / k;
 }
 
+/** A model's forward pass on `n` NHWC float32 images of size x size x 3: their reconstructions, same layout. */
+export type Reconstruct = (images: Float32Array, n: number, size: number) => Promise<Float32Array>;
+
 export interface ScoreOptions {
   /** Checked between batches: a cancelled activity stops within one batch. */
   signal?: AbortSignal;
   onBatch?: (done: number, total: number) => void;
+  /**
+   * Another engine's forward pass (e.g. lib/model/onnx-runner); default: the tfjs `model.predict`.
+   * The anomaly map is computed with tfjs either way, so scores stay comparable with the thresholds.
+   */
+  reconstruct?: Reconstruct;
 }
 
 /**
  * Scores `n` images (NHWC float32 in [0,1], size x size) in batches; every tensor is released before
- * returning. Runs on whatever tfjs backend is active (the caller selects it).
+ * returning. Runs on whatever tfjs backend is active (the caller selects it); `opts.reconstruct`
+ * replaces only the model's forward pass.
  */
 export async function scoreImages(
   model: tf.LayersModel,
@@ -126,9 +135,11 @@ export async function scoreImages(
     if (opts.signal?.aborted) throw new Error('scoring cancelled');
     const b = Math.min(batchSize, n - start);
     const t0 = performance.now();
+    const batch = images.subarray(start * px * 3, (start + b) * px * 3);
+    const external = opts.reconstruct ? await opts.reconstruct(batch, b, size) : null;
     const mapT = tf.tidy(() => {
-      const x = tf.tensor4d(images.subarray(start * px * 3, (start + b) * px * 3), [b, size, size, 3]);
-      const recon = model.predict(x) as tf.Tensor4D;
+      const x = tf.tensor4d(batch, [b, size, size, 3]);
+      const recon = external ? tf.tensor4d(external, [b, size, size, 3]) : (model.predict(x) as tf.Tensor4D);
       return anomalyMapTensor(x, recon, cfg);
     });
     const scoreT = imageScoreTensor(mapT, cfg);

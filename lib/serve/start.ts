@@ -4,6 +4,7 @@
  */
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildServer, type ServeOptions } from './app';
+import { createEngineScorer, type InferenceEngine } from './engine';
 import { loadServedModels, type ServedModel, type SkippedPackage } from './models';
 
 export interface StartOptions extends Omit<ServeOptions, 'models'> {
@@ -13,6 +14,10 @@ export interface StartOptions extends Omit<ServeOptions, 'models'> {
   /** 0: any free port. */
   port?: number;
   logger?: FastifyBaseLogger | boolean;
+  /** Forward pass engine (default 'tfjs'); 'onnx' runs it on ONNX Runtime (ignored when `scorer` is set). */
+  engine?: InferenceEngine;
+  /** ONNX Runtime intra-op threads (default: all cores). */
+  engineThreads?: number;
 }
 
 export interface RunningServer {
@@ -24,9 +29,13 @@ export interface RunningServer {
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const { models, skipped } = await loadServedModels(opts.models);
-  const { app } = await buildServer({ ...opts, models });
+  const engine = opts.scorer
+    ? { release: async () => {} }
+    : await createEngineScorer(opts.engine ?? 'tfjs', models, { threads: opts.engineThreads });
+  const { app } = await buildServer({ ...opts, models, scorer: opts.scorer ?? engine.scorer });
   // The models were loaded here, so they are released here (after in-flight requests have drained).
   app.addHook('onClose', async () => {
+    await engine.release();
     for (const m of models) m.pkg.model.dispose();
   });
   const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });

@@ -1,0 +1,333 @@
+import type * as tf from '@tensorflow/tfjs';
+import protobuf from 'protobufjs';
+
+/**
+ * Export of a U-Net-lite tf.LayersModel (lib/model/unet.ts) to an ONNX ModelProto, so that ONNX Runtime
+ * can run inference (multi-threaded, AVX2/FMA kernels) where tfjs has only single-threaded wasm.
+ * The graph takes and returns NHWC like the tfjs model; it transposes to NCHW (ONNX's layout) inside.
+ * Supported layers: InputLayer, Conv2D (any activation of relu/sigmoid/linear, 'same'/'valid'),
+ * UpSampling2D (nearest), Concatenate (channel axis). Anything else throws.
+ */
+
+/**
+ * The subset of onnx/onnx.proto (proto2, upstream field numbers) that an inference graph needs.
+ * Fields we never write are omitted: protobuf decoders skip nothing and miss nothing for absent fields.
+ */
+const ONNX_PROTO = `
+syntax = "proto2";
+package onnx;
+message AttributeProto {
+  enum AttributeType { UNDEFINED = 0; FLOAT = 1; INT = 2; STRING = 3; TENSOR = 4; GRAPH = 5; FLOATS = 6; INTS = 7; STRINGS = 8; }
+  optional string name = 1;
+  optional float f = 2;
+  optional int64 i = 3;
+  optional bytes s = 4;
+  optional TensorProto t = 5;
+  repeated float floats = 7;
+  repeated int64 ints = 8;
+  optional AttributeType type = 20;
+}
+message ValueInfoProto {
+  optional string name = 1;
+  optional TypeProto type = 2;
+}
+message NodeProto {
+  repeated string input = 1;
+  repeated string output = 2;
+  optional string name = 3;
+  optional string op_type = 4;
+  repeated AttributeProto attribute = 5;
+  optional string domain = 7;
+}
+message ModelProto {
+  optional int64 ir_version = 1;
+  repeated OperatorSetIdProto opset_import = 8;
+  optional string producer_name = 2;
+  optional string producer_version = 3;
+  optional GraphProto graph = 7;
+}
+message GraphProto {
+  repeated NodeProto node = 1;
+  optional string name = 2;
+  repeated TensorProto initializer = 5;
+  repeated ValueInfoProto input = 11;
+  repeated ValueInfoProto output = 12;
+}
+message TensorProto {
+  repeated int64 dims = 1;
+  optional int32 data_type = 2;
+  optional string name = 8;
+  optional bytes raw_data = 9;
+}
+message TensorShapeProto {
+  message Dimension {
+    oneof value { int64 dim_value = 1; string dim_param = 2; }
+  }
+  repeated Dimension dim = 1;
+}
+message TypeProto {
+  message Tensor {
+    optional int32 elem_type = 1;
+    optional TensorShapeProto shape = 2;
+  }
+  oneof value { Tensor tensor_type = 1; }
+}
+message OperatorSetIdProto {
+  optional string domain = 1;
+  optional int64 version = 2;
+}
+`;
+
+const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
+const ModelProto = root.lookupType('onnx.ModelProto');
+
+/** onnx TensorProto.DataType values. */
+const FLOAT = 1;
+/** onnx AttributeProto.AttributeType values. */
+const ATTR_INT = 2;
+const ATTR_STRING = 3;
+const ATTR_INTS = 7;
+
+/** Opset 17 (ONNX 1.12): every op used here exists unchanged since; IR version 8 goes with it. */
+export const ONNX_OPSET = 17;
+const IR_VERSION = 8;
+
+export const ONNX_INPUT = 'image';
+export const ONNX_OUTPUT = 'reconstruction';
+
+interface Attr {
+  name: string;
+  type: number;
+  i?: number;
+  s?: Uint8Array;
+  ints?: number[];
+}
+interface Node {
+  op_type: string;
+  name: string;
+  input: string[];
+  output: string[];
+  attribute?: Attr[];
+}
+interface Tensor {
+  name: string;
+  dims: number[];
+  data_type: number;
+  raw_data: Uint8Array;
+}
+
+const ints = (name: string, v: number[]): Attr => ({ name, type: ATTR_INTS, ints: v });
+const int = (name: string, v: number): Attr => ({ name, type: ATTR_INT, i: v });
+const str = (name: string, v: string): Attr => ({ name, type: ATTR_STRING, s: new TextEncoder().encode(v) });
+
+function floatTensor(name: string, dims: number[], data: Float32Array): Tensor {
+  // raw_data is little-endian; copy so the bytes do not alias a tfjs buffer.
+  const bytes = new Uint8Array(new Float32Array(data).buffer);
+  return { name, dims, data_type: FLOAT, raw_data: bytes };
+}
+
+/**
+ * TF 'same' padding along one axis: out = ceil(in / stride), total = max((out-1)*stride + k - in, 0),
+ * the smaller half before (so stride 2 on an even size pads 0 before and 1 after).
+ */
+export function tfSamePads(inSize: number, k: number, stride: number): [number, number] {
+  const out = Math.ceil(inSize / stride);
+  const total = Math.max((out - 1) * stride + k - inSize, 0);
+  const before = Math.floor(total / 2);
+  return [before, total - before];
+}
+
+interface LayerLike {
+  name: string;
+  getClassName(): string;
+  getConfig(): tf.serialization.ConfigDict;
+  getWeights(): tf.Tensor[];
+  inboundNodes: { inboundLayers: LayerLike[] }[];
+}
+
+/** Spatial size and channels of a layer's (single) output, NCHW name of the tensor holding it. */
+interface Value {
+  name: string;
+  h: number;
+  w: number;
+  c: number;
+}
+
+/**
+ * Builds the ONNX graph of `model` from its layers and current weights. Input/output: NHWC float32,
+ * batch dimension symbolic ('N'), spatial size fixed to the model's.
+ */
+export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
+  if (model.inputs.length !== 1 || model.outputs.length !== 1)
+    throw new Error('exportOnnxModel: the model must have exactly one input and one output');
+  const [, inH, inW, inC] = model.inputs[0].shape;
+  if (inH == null || inW == null || inC == null)
+    throw new Error(
+      `exportOnnxModel: input shape ${JSON.stringify(model.inputs[0].shape)} must be fully known`,
+    );
+
+  const nodes: Node[] = [];
+  const initializers: Tensor[] = [];
+  const values = new Map<string, Value>();
+  let outLayer = '';
+
+  for (const layer of model.layers as unknown as LayerLike[]) {
+    const cls = layer.getClassName();
+    const cfg = layer.getConfig();
+    const inbound = layer.inboundNodes[0]?.inboundLayers ?? [];
+    const ins = inbound.map((l) => {
+      const v = values.get(l.name);
+      if (!v) throw new Error(`exportOnnxModel: layer ${layer.name}: input ${l.name} not exported yet`);
+      return v;
+    });
+    const out = `${layer.name}:out`;
+    if (cls === 'InputLayer') {
+      nodes.push({
+        op_type: 'Transpose',
+        name: `${layer.name}_to_nchw`,
+        input: [ONNX_INPUT],
+        output: [out],
+        attribute: [ints('perm', [0, 3, 1, 2])],
+      });
+      values.set(layer.name, { name: out, h: inH, w: inW, c: inC });
+    } else if (cls === 'Conv2D') {
+      const [x] = ins;
+      const st = cfg.strides as number[];
+      const dil = (cfg.dilationRate as number[] | number | undefined) ?? 1;
+      const dilations = Array.isArray(dil) ? dil : [dil, dil];
+      if (dilations.some((d) => d !== 1))
+        throw new Error(`exportOnnxModel: ${layer.name}: dilation unsupported`);
+      if (cfg.dataFormat !== undefined && cfg.dataFormat !== 'channelsLast')
+        throw new Error(`exportOnnxModel: ${layer.name}: dataFormat ${String(cfg.dataFormat)} unsupported`);
+      const [kernel, bias] = layer.getWeights();
+      const [kh, kw, ci, co] = kernel.shape;
+      if (ci !== x.c)
+        throw new Error(`exportOnnxModel: ${layer.name}: kernel has ${ci} inputs, tensor ${x.c}`);
+      // tfjs kernel [kh, kw, ci, co] -> ONNX [co, ci, kh, kw].
+      const k = kernel.dataSync() as Float32Array;
+      const w = new Float32Array(k.length);
+      for (let a = 0; a < kh; a++)
+        for (let b = 0; b < kw; b++)
+          for (let i = 0; i < ci; i++)
+            for (let o = 0; o < co; o++)
+              w[((o * ci + i) * kh + a) * kw + b] = k[((a * kw + b) * ci + i) * co + o];
+      initializers.push(floatTensor(`${layer.name}.weight`, [co, ci, kh, kw], w));
+      const inputs = [x.name, `${layer.name}.weight`];
+      if (bias) {
+        initializers.push(floatTensor(`${layer.name}.bias`, [co], bias.dataSync() as Float32Array));
+        inputs.push(`${layer.name}.bias`);
+      }
+      let pads: number[];
+      let oh: number;
+      let ow: number;
+      if (cfg.padding === 'same') {
+        const [t, bo] = tfSamePads(x.h, kh, st[0]);
+        const [l, r] = tfSamePads(x.w, kw, st[1]);
+        pads = [t, l, bo, r];
+        oh = Math.ceil(x.h / st[0]);
+        ow = Math.ceil(x.w / st[1]);
+      } else if (cfg.padding === 'valid') {
+        pads = [0, 0, 0, 0];
+        oh = Math.floor((x.h - kh) / st[0]) + 1;
+        ow = Math.floor((x.w - kw) / st[1]) + 1;
+      } else throw new Error(`exportOnnxModel: ${layer.name}: padding ${String(cfg.padding)} unsupported`);
+      const act = (cfg.activation as string | undefined) ?? 'linear';
+      const convOut = act === 'linear' ? out : `${layer.name}:conv`;
+      nodes.push({
+        op_type: 'Conv',
+        name: layer.name,
+        input: inputs,
+        output: [convOut],
+        attribute: [
+          ints('kernel_shape', [kh, kw]),
+          ints('strides', st),
+          ints('pads', pads),
+          ints('dilations', [1, 1]),
+          int('group', 1),
+        ],
+      });
+      if (act === 'relu' || act === 'sigmoid')
+        nodes.push({
+          op_type: act === 'relu' ? 'Relu' : 'Sigmoid',
+          name: `${layer.name}_${act}`,
+          input: [convOut],
+          output: [out],
+        });
+      else if (act !== 'linear')
+        throw new Error(`exportOnnxModel: ${layer.name}: activation ${act} unsupported`);
+      values.set(layer.name, { name: out, h: oh, w: ow, c: co });
+    } else if (cls === 'UpSampling2D') {
+      const [x] = ins;
+      const size = cfg.size as number[];
+      if ((cfg.interpolation ?? 'nearest') !== 'nearest')
+        throw new Error(
+          `exportOnnxModel: ${layer.name}: interpolation ${String(cfg.interpolation)} unsupported`,
+        );
+      const scales = `${layer.name}.scales`;
+      initializers.push(floatTensor(scales, [4], new Float32Array([1, 1, size[0], size[1]])));
+      // tfjs upSampling2d = resizeNearestNeighbor(alignCorners=false, halfPixelCenters=false):
+      // source index floor(dst / scale), i.e. ONNX 'asymmetric' + 'floor'.
+      nodes.push({
+        op_type: 'Resize',
+        name: layer.name,
+        input: [x.name, '', scales],
+        output: [out],
+        attribute: [
+          str('mode', 'nearest'),
+          str('coordinate_transformation_mode', 'asymmetric'),
+          str('nearest_mode', 'floor'),
+        ],
+      });
+      values.set(layer.name, { name: out, h: x.h * size[0], w: x.w * size[1], c: x.c });
+    } else if (cls === 'Concatenate') {
+      const axis = (cfg.axis as number | undefined) ?? -1;
+      if (axis !== -1 && axis !== 3)
+        throw new Error(`exportOnnxModel: ${layer.name}: concat axis ${axis} unsupported`);
+      nodes.push({
+        op_type: 'Concat',
+        name: layer.name,
+        input: ins.map((v) => v.name),
+        output: [out],
+        attribute: [int('axis', 1)],
+      });
+      values.set(layer.name, { name: out, h: ins[0].h, w: ins[0].w, c: ins.reduce((s, v) => s + v.c, 0) });
+    } else {
+      throw new Error(`exportOnnxModel: layer ${layer.name} (${cls}) is not supported`);
+    }
+    outLayer = layer.name;
+  }
+  const outputLayer = (model.outputs[0] as unknown as { sourceLayer: LayerLike }).sourceLayer.name;
+  const last = values.get(outputLayer) ?? values.get(outLayer);
+  if (!last) throw new Error('exportOnnxModel: model output not found');
+  nodes.push({
+    op_type: 'Transpose',
+    name: 'output_to_nhwc',
+    input: [last.name],
+    output: [ONNX_OUTPUT],
+    attribute: [ints('perm', [0, 2, 3, 1])],
+  });
+
+  const valueInfo = (name: string, h: number, w: number, c: number) => ({
+    name,
+    type: {
+      tensor_type: {
+        elem_type: FLOAT,
+        shape: { dim: [{ dim_param: 'N' }, { dim_value: h }, { dim_value: w }, { dim_value: c }] },
+      },
+    },
+  });
+  const message = ModelProto.fromObject({
+    ir_version: IR_VERSION,
+    opset_import: [{ domain: '', version: ONNX_OPSET }],
+    producer_name: 'anomaly-spotter',
+    producer_version: '1',
+    graph: {
+      name: model.name,
+      node: nodes,
+      initializer: initializers,
+      input: [valueInfo(ONNX_INPUT, inH, inW, inC)],
+      output: [valueInfo(ONNX_OUTPUT, last.h, last.w, last.c)],
+    },
+  });
+  return ModelProto.encode(message).finish();
+}

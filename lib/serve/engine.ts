@@ -1,0 +1,43 @@
+/**
+ * Inference engine for serving: 'tfjs' (default: lib/eval's scoreImages on the active tfjs backend) or
+ * 'onnx' (the same scoreImages, with each model's forward pass on ONNX Runtime, lib/model/onnx-runner).
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { OnnxReconstructor } from '../model/onnx-runner';
+import type { ServedModel } from './models';
+import type { Scorer } from './predictor';
+
+export type InferenceEngine = 'tfjs' | 'onnx';
+export const INFERENCE_ENGINES: readonly InferenceEngine[] = ['tfjs', 'onnx'];
+
+export interface EngineScorer {
+  /** undefined: keep the default scorer. */
+  scorer?: Scorer;
+  release(): Promise<void>;
+}
+
+/** Builds the scorer for `engine`; for 'onnx', one ONNX Runtime session per served model. */
+export async function createEngineScorer(
+  engine: InferenceEngine,
+  models: ServedModel[],
+  opts: { threads?: number } = {},
+): Promise<EngineScorer> {
+  if (engine === 'tfjs') return { release: async () => {} };
+  const [{ createOnnxReconstructor }, { scoreImages }] = await Promise.all([
+    import('../model/onnx-runner'),
+    import('../eval/anomaly-map'),
+  ]);
+  const sessions = new Map<tf.LayersModel, OnnxReconstructor>();
+  for (const m of models) sessions.set(m.pkg.model, await createOnnxReconstructor(m.pkg.model, opts));
+  const scorer: Scorer = (model, images, n, size, cfg, batchSize) => {
+    const session = sessions.get(model);
+    if (!session) throw new Error('onnx engine: no session for this model (it was not loaded at start-up)');
+    return scoreImages(model, images, n, size, cfg, batchSize, { reconstruct: session.reconstruct });
+  };
+  return {
+    scorer,
+    release: async () => {
+      await Promise.all([...sessions.values()].map((s) => s.release()));
+    },
+  };
+}

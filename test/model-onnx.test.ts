@@ -1,0 +1,100 @@
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { anomalyMapSchema } from '../lib/config/schema';
+import { scoreImages } from '../lib/eval/anomaly-map';
+import { tfSamePads } from '../lib/model/onnx-export';
+import { createOnnxReconstructor } from '../lib/model/onnx-runner';
+import { buildUNetLite } from '../lib/model/unet';
+
+beforeAll(async () => {
+  await tf.setBackend('wasm');
+});
+
+/** Deterministic uniform values in [lo, hi). */
+function rand(n: number, seed: number, lo = 0, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return lo + ((hi - lo) * s) / 2 ** 32;
+  });
+}
+
+/** Random biases too (the initializer zeroes them), so a mis-mapped bias cannot hide. */
+function randomizeBiases(model: tf.LayersModel): void {
+  model.layers.forEach((layer, li) => {
+    const w = layer.getWeights();
+    if (w.length !== 2) return;
+    const bias = tf.tensor1d(rand(w[1].size, 100 + li, -0.2, 0.2));
+    layer.setWeights([w[0], bias]);
+    bias.dispose();
+  });
+}
+
+async function maxDiff(size: number, widths: number[], n: number, seed: number): Promise<number> {
+  const model = buildUNetLite({ imageSize: size, widths, seed });
+  randomizeBiases(model);
+  const images = rand(n * size * size * 3, seed);
+  const expected = tf.tidy(
+    () => (model.predict(tf.tensor4d(images, [n, size, size, 3])) as tf.Tensor).dataSync() as Float32Array,
+  );
+  const onnx = await createOnnxReconstructor(model, { threads: 1 });
+  try {
+    const got = await onnx.reconstruct(images, n, size);
+    expect(got.length).toBe(expected.length);
+    let d = 0;
+    for (let i = 0; i < got.length; i++) d = Math.max(d, Math.abs(got[i] - expected[i]));
+    return d;
+  } finally {
+    await onnx.release();
+    model.dispose();
+  }
+}
+
+describe('ONNX export of U-Net-lite', () => {
+  it('TF same padding: stride 2 on even sizes pads 0 before, 1 after; stride 1 k3 pads 1/1', () => {
+    expect(tfSamePads(32, 3, 2)).toEqual([0, 1]);
+    expect(tfSamePads(33, 3, 2)).toEqual([1, 1]);
+    expect(tfSamePads(32, 3, 1)).toEqual([1, 1]);
+    expect(tfSamePads(32, 1, 1)).toEqual([0, 0]);
+  });
+
+  it('32 px, widths [4, 8]: ONNX Runtime output equals tfjs predict within 1e-4', async () => {
+    expect(await maxDiff(32, [4, 8], 3, 7)).toBeLessThan(1e-4);
+  });
+
+  it('64 px, widths [8, 16, 32]: equal within 1e-4 (batch 2, then batch 1 on the same session shape)', async () => {
+    expect(await maxDiff(64, [8, 16, 32], 2, 11)).toBeLessThan(1e-4);
+    expect(await maxDiff(64, [8, 16, 32], 1, 12)).toBeLessThan(1e-4);
+  });
+
+  it('scoreImages with the ONNX reconstruct (batches at non-zero offsets) matches the tfjs path', async () => {
+    const model = buildUNetLite({ imageSize: 32, widths: [4, 8], seed: 3 });
+    randomizeBiases(model);
+    const n = 5;
+    const images = rand(n * 32 * 32 * 3, 5);
+    const cfg = anomalyMapSchema.parse({});
+    const onnx = await createOnnxReconstructor(model, { threads: 1 });
+    try {
+      const before = tf.memory().numTensors;
+      const a = await scoreImages(model, images, n, 32, cfg, 2);
+      const b = await scoreImages(model, images, n, 32, cfg, 2, { reconstruct: onnx.reconstruct });
+      expect(tf.memory().numTensors).toBe(before);
+      for (let i = 0; i < n; i++) expect(Math.abs(a.scores[i] - b.scores[i])).toBeLessThan(1e-4);
+      let d = 0;
+      for (let i = 0; i < a.maps.length; i++) d = Math.max(d, Math.abs(a.maps[i] - b.maps[i]));
+      expect(d).toBeLessThan(1e-4);
+    } finally {
+      await onnx.release();
+      model.dispose();
+    }
+  });
+
+  it('rejects images of the wrong size', async () => {
+    const model = buildUNetLite({ imageSize: 32, widths: [4, 8] });
+    const onnx = await createOnnxReconstructor(model, { threads: 1 });
+    await expect(onnx.reconstruct(new Float32Array(64 * 64 * 3), 1, 64)).rejects.toThrow(/64x64/);
+    await onnx.release();
+    model.dispose();
+  });
+});
