@@ -1,4 +1,7 @@
 import '@tensorflow/tfjs-backend-wasm';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { anomalyMapSchema } from '../lib/config/schema';
@@ -6,6 +9,8 @@ import { scoreImages } from '../lib/eval/anomaly-map';
 import { tfSamePads } from '../lib/model/onnx-export';
 import { createOnnxReconstructor } from '../lib/model/onnx-runner';
 import { buildUNetLite } from '../lib/model/unet';
+import { startServer } from '../lib/serve/start';
+import { makeTinyPackage, testImage } from './support/tiny-package';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -96,5 +101,32 @@ describe('ONNX export of U-Net-lite', () => {
     await expect(onnx.reconstruct(new Float32Array(64 * 64 * 3), 1, 64)).rejects.toThrow(/64x64/);
     await onnx.release();
     model.dispose();
+  });
+
+  it("startServer({ engine: 'onnx' }) answers /v1/predict with the tfjs engine's score", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'onnx-serve-'));
+    try {
+      const pkg = join(dir, 'package');
+      await makeTinyPackage(pkg);
+      const image = (await testImage('png', { defect: true })).toString('base64');
+      const scores: number[] = [];
+      for (const engine of ['tfjs', 'onnx'] as const) {
+        const server = await startServer({ models: pkg, port: 0, logger: false, engine, engineThreads: 1 });
+        try {
+          const res = await server.app.inject({
+            method: 'POST',
+            url: '/v1/predict?heatmap=false',
+            payload: { category: 'widget', image },
+          });
+          expect(res.statusCode).toBe(200);
+          scores.push((res.json() as { score: number }).score);
+        } finally {
+          await server.app.close();
+        }
+      }
+      expect(Math.abs(scores[0] - scores[1])).toBeLessThan(1e-4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
