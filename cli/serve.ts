@@ -7,6 +7,7 @@ import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { createLogger } from '../lib/monitor/logger';
 import { INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { startServer } from '../lib/serve/start';
+import { positiveInt } from '../lib/util/cli-args';
 import { describeError, isUserError } from '../lib/util/errors';
 
 const positive = (what: string) => (value: string) => {
@@ -52,7 +53,7 @@ const program = new Command('serve')
       .choices([...INFERENCE_ENGINES])
       .default('tfjs'),
   )
-  .option('--engine-threads <n>', 'ONNX Runtime threads (default: all cores)', positive('count'))
+  .option('--engine-threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt)
   .parse();
 
 const opts = program.opts<{
