@@ -19,6 +19,7 @@ import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { saveModel } from '../lib/model/io';
 import { exportModelPackage, writeCalibration } from '../lib/model/package';
 import { buildUNetLite } from '../lib/model/unet';
+import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { loadDefaultScorer } from '../lib/serve/predictor';
 import { startServer } from '../lib/serve/start';
 import { positiveInt } from '../lib/util/cli-args';
@@ -38,6 +39,11 @@ const opts = new Command('bench:serve')
   .option('--batch <n>', 'images per request in phase 3', positiveInt, 8)
   .option('--no-heatmap', 'ask for scores only (no heatmap/mask PNGs in responses)')
   .addOption(
+    new Option('--engine <name>', 'model forward pass (as npm run serve)')
+      .choices([...INFERENCE_ENGINES])
+      .default('auto'),
+  )
+  .addOption(
     new Option('--backend <name>', 'tfjs backend')
       .choices(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu'])
       .default('auto'),
@@ -52,6 +58,7 @@ const opts = new Command('bench:serve')
     batch: number;
     heatmap: boolean;
     backend: BackendPreference;
+    engine: InferenceEngine;
   }>();
 
 const TARGET_MS = 100;
@@ -163,6 +170,7 @@ async function main(): Promise<void> {
       port: 0,
       logger: false,
       maxFiles: Math.max(16, opts.batch),
+      engine: opts.engine,
     });
     const m = server.models[0];
     const png = await sharp({
@@ -192,7 +200,8 @@ async function main(): Promise<void> {
     const q = opts.heatmap ? '' : '?heatmap=false';
     // Reference without HTTP: the model + anomaly map alone (lib/eval scoreImages), batch 1 and --batch,
     // so the serving overhead can be read off one run even on a busy machine (compare ratios, not times).
-    const scorer = await loadDefaultScorer();
+    const engineScorer = await createEngineScorer(server.engine.name, server.models);
+    const scorer = engineScorer.scorer ?? (await loadDefaultScorer());
     const size0 = m.pkg.preprocess.imageSize;
     const inProcess = async (b: number) => {
       const x = new Float32Array(b * size0 * size0 * 3).fill(0.5);
@@ -230,11 +239,13 @@ async function main(): Promise<void> {
       ),
     ];
     await server.app.close();
+    await engineScorer.release();
 
     const f = (v: number) => v.toFixed(1);
     const size = m.pkg.preprocess.imageSize;
     const lines = [
       `model: ${m.category}/${m.pkg.metadata.runId}, ${size}x${size}, widths ${m.pkg.metadata.architecture.widths.join(',')}; ` +
+        `engine ${server.engine.name}${server.engine.fallbackReason ? ` (onnx unavailable: ${server.engine.fallbackReason})` : ''}; ` +
         `backend ${backend.name} (${backend.reason}); input PNG ${opts.inputSize}x${opts.inputSize}; ` +
         `heatmaps ${opts.heatmap ? 'on' : 'off'}; node ${process.version}, tfjs ${tf.version.tfjs}`,
       '',

@@ -48,10 +48,10 @@ const program = new Command('serve')
   .addOption(
     new Option(
       '--engine <name>',
-      "model forward pass: tfjs (the --backend), or onnx (ONNX Runtime's CPU engine)",
+      "model forward pass: onnx (ONNX Runtime's native CPU engine), tfjs (the --backend), or auto (onnx if it loads, else tfjs)",
     )
       .choices([...INFERENCE_ENGINES])
-      .default('tfjs'),
+      .default('auto'),
   )
   .option('--engine-threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt)
   .parse();
@@ -99,8 +99,11 @@ async function main(): Promise<void> {
   if (!token && opts.host !== '127.0.0.1' && opts.host !== 'localhost') {
     log.warn(`listening on ${opts.host} without a token: anyone who can reach it can use the API`);
   }
+  if (server.engine.fallbackReason) {
+    log.warn(`ONNX Runtime unavailable (${server.engine.fallbackReason}): inference runs on tfjs`);
+  }
   log.info(
-    `engine ${opts.engine}; backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
+    `engine ${server.engine.name}; backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
   );
   const stop = async (signal: string) => {
     log.info(`${signal}: finishing in-flight requests`);

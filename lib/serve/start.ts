@@ -25,12 +25,14 @@ export interface RunningServer {
   url: string;
   models: ServedModel[];
   skipped: SkippedPackage[];
+  /** The inference engine in use ('auto' resolved) and why 'auto' fell back to tfjs, if it did. */
+  engine: { name: 'tfjs' | 'onnx'; fallbackReason?: string };
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const { models, skipped } = await loadServedModels(opts.models);
   const engine = opts.scorer
-    ? { release: async () => {} }
+    ? { engine: 'tfjs' as const, fallbackReason: undefined, release: async () => {} }
     : await createEngineScorer(opts.engine ?? 'tfjs', models, { threads: opts.engineThreads });
   const { app } = await buildServer({ ...opts, models, scorer: opts.scorer ?? engine.scorer });
   // The models were loaded here, so they are released here (after in-flight requests have drained).
@@ -39,5 +41,11 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     for (const m of models) m.pkg.model.dispose();
   });
   const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
-  return { app, url: address, models, skipped };
+  return {
+    app,
+    url: address,
+    models,
+    skipped,
+    engine: { name: engine.engine, fallbackReason: engine.fallbackReason },
+  };
 }
