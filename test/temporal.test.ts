@@ -303,7 +303,7 @@ describe('pipeline workflow on a real dev server', () => {
       expect(desc.spec.calendars?.length).toBe(1);
       await triggerPipelineSchedule(client, scheduleId);
       let started: string | undefined;
-      for (let i = 0; i < 50 && !started; i++) {
+      for (const until = Date.now() + 20_000; Date.now() < until && !started; ) {
         await new Promise((r) => setTimeout(r, 200));
         started = (await describePipelineSchedule(client, scheduleId)).info.recentActions[0]?.action.workflow
           .workflowId;
@@ -319,7 +319,7 @@ describe('pipeline workflow on a real dev server', () => {
       );
       // Visibility is eventually consistent: the list may lag a little behind create.
       let listed = false;
-      for (let i = 0; i < 25 && !listed; i++) {
+      for (const until = Date.now() + 20_000; Date.now() < until && !listed; ) {
         listed = (await listPipelineSchedules(client)).some((s) => s.scheduleId === scheduleId);
         if (!listed) await new Promise((r) => setTimeout(r, 200));
       }
