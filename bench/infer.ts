@@ -1,16 +1,5 @@
-/**
- * `npm run bench:infer [-- --repeat 3 --steps 10 --json out.json]`
- * Inference throughput of the reference model (128x128, batch 8, widths 16,32,64,128, random init) on
- * each engine, in one run: tfjs on the default backend (wasm here), ONNX Runtime's CPU engine with 1 and
- * 2 threads (lib/model/onnx-runner), and the PyTorch peer (../shared/bench/torch_reference.py) with 1
- * and 2 threads. Engines alternate `--repeat` times (the machine is shared: ratios are taken within each
- * round, then the median). Also reports scoreImages (forward pass + anomaly map) per image for tfjs and
- * ONNX, the serving path, and the largest |ONNX - tfjs| output difference on the timed batch.
- */
-import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
-import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { anomalyMapSchema } from '../lib/config/schema';
@@ -18,6 +7,7 @@ import { scoreImages } from '../lib/eval/anomaly-map';
 import { selectBackend } from '../lib/model/backend';
 import { createOnnxReconstructor, type OnnxReconstructor } from '../lib/model/onnx-runner';
 import { buildUNetLite } from '../lib/model/unet';
+import { median, runTorchPeer } from './torch-peer';
 
 const program = new Command('bench:infer')
   .option('--size <px>', 'image size', '128')
@@ -43,8 +33,6 @@ const widths = o.widths.split(',').map(Number);
 const steps = Number(o.steps);
 const repeat = Number(o.repeat);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 /** Mean ms per call of `f` over `steps` calls after one warm-up call. */
 async function timeMs(f: () => Promise<unknown>): Promise<number> {
   await f();
@@ -55,27 +43,8 @@ async function timeMs(f: () => Promise<unknown>): Promise<number> {
 
 /** ms per batch of the PyTorch peer's inference, or why it did not run. */
 function torchInferMs(threads: number): number | string {
-  const r = spawnSync(
-    'python3',
-    [
-      resolve(o.torchScript),
-      '--threads',
-      String(threads),
-      '--size',
-      String(size),
-      '--batch',
-      String(batch),
-      '--widths',
-      o.widths,
-      '--steps',
-      String(steps),
-    ],
-    { encoding: 'utf8', timeout: 600_000 },
-  );
-  if (r.status !== 0)
-    return `torch reference failed: ${(r.stderr || r.error?.message || '').trim().slice(-300)}`;
-  const line = r.stdout.trim().split('\n').at(-1) ?? '';
-  return (JSON.parse(line) as { infer_ms_per_batch: number }).infer_ms_per_batch;
+  const r = runTorchPeer({ script: o.torchScript, threads, size, batch, widths: o.widths, steps });
+  return typeof r === 'string' ? r : r.infer_ms_per_batch;
 }
 
 async function main(): Promise<void> {

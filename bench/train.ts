@@ -16,6 +16,7 @@ import { selectBackend } from '../lib/model/backend';
 import { createLoss } from '../lib/model/losses';
 import { buildUNetLite } from '../lib/model/unet';
 import { createOptimizer, trainOnBatch } from '../lib/train/trainer';
+import { median, runTorchPeer, type TorchPeerResult } from './torch-peer';
 
 const program = new Command('bench:train')
   .option('--size <px>', 'image size', '128')
@@ -51,8 +52,6 @@ interface Ours {
   inferMsPerBatch: number;
   inferImgPerSec: number;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function measureOurs(b: number, nSteps: number): Promise<Ours> {
   const cfg = trainingConfigSchema.parse({
@@ -98,37 +97,10 @@ async function measureOurs(b: number, nSteps: number): Promise<Ours> {
   };
 }
 
-interface Torch {
-  threads: number;
-  train_ms_per_step: number;
-  train_img_per_s: number;
-  infer_ms_per_batch: number;
-  infer_img_per_s: number;
-  peer: string;
-}
+type Torch = TorchPeerResult;
 
 function runTorch(threads: number): Torch | string {
-  const script = resolve(o.torchScript);
-  const r = spawnSync(
-    'python3',
-    [
-      script,
-      '--threads',
-      String(threads),
-      '--size',
-      String(size),
-      '--batch',
-      String(batch),
-      '--widths',
-      widths.join(','),
-      '--steps',
-      String(steps),
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0)
-    return `PyTorch peer failed (${script}): ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`;
-  return JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Torch;
+  return runTorchPeer({ script: o.torchScript, threads, size, batch, widths, steps });
 }
 
 function peakRssRun(b: number): number | string {
