@@ -9,6 +9,7 @@ import { Command, Option } from 'commander';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { loadModelPackage } from '../lib/model/package';
 import { collectInputs, predictFiles } from '../lib/serve/batch-predict';
+import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import type { ServedModel } from '../lib/serve/models';
 import { loadDefaultScorer } from '../lib/serve/predictor';
 import { positiveInt } from '../lib/util/cli-args';
@@ -29,6 +30,11 @@ const program = new Command('predict')
       .choices(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu'])
       .default('auto'),
   )
+  .addOption(
+    new Option('--engine <name>', 'model forward pass: onnx, tfjs, or auto (onnx if it loads, else tfjs)')
+      .choices([...INFERENCE_ENGINES])
+      .default('auto'),
+  )
   .parse();
 
 const opts = program.opts<{
@@ -38,6 +44,7 @@ const opts = program.opts<{
   overlaySize: number;
   maxPixels: number;
   backend: BackendPreference;
+  engine: InferenceEngine;
 }>();
 
 async function main(): Promise<number> {
@@ -48,6 +55,12 @@ async function main(): Promise<number> {
     pkg: pkg as ServedModel['pkg'],
     runDir: null,
   };
+  const engine = await createEngineScorer(opts.engine, [model]);
+  if (engine.fallbackReason) {
+    process.stderr.write(
+      `warning: ONNX Runtime unavailable (${engine.fallbackReason}): inference runs on tfjs\n`,
+    );
+  }
   const files = await collectInputs(opts.input);
   if (files.length === 0) {
     process.stderr.write(`error: no images found in ${opts.input.join(', ')}\n`);
@@ -64,12 +77,13 @@ async function main(): Promise<number> {
     model,
     files,
     outDir,
-    scorer: await loadDefaultScorer(),
+    scorer: engine.scorer ?? (await loadDefaultScorer()),
     maxPixels: opts.maxPixels,
     overlaySize: opts.overlaySize,
     onProgress: (done, _total, file) => bar.update(done, { file }),
   });
   bar.stop();
+  await engine.release();
   const defective = rows.filter((r) => r.verdict === 'defective').length;
   process.stdout.write(
     `${rows.length} scored (${defective} defective, ${rows.length - defective} good) with ${pkg.metadata.category} ` +
