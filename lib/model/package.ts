@@ -22,6 +22,7 @@ import type { Calibration } from '../eval/calibration';
 import type { JsonValue } from '../steps/contracts';
 import { sha256, sha256File, writeJsonAtomic } from '../util/atomic';
 import { UserError } from '../util/errors';
+import { jsonValueSchema as jsonValue } from '../util/json-value-schema';
 import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from './io';
 
 export const PACKAGE_FORMAT = 'anomaly-spotter-model-package';
@@ -63,17 +64,6 @@ export const preprocessSchema = z.object({
   layout: z.literal('NHWC'),
 });
 export type PreprocessSpec = z.infer<typeof preprocessSchema>;
-
-const jsonValue: z.ZodType<JsonValue> = z.lazy(() =>
-  z.union([
-    z.string(),
-    z.number(),
-    z.boolean(),
-    z.null(),
-    z.array(jsonValue),
-    z.record(z.string(), jsonValue),
-  ]),
-);
 
 export const metadataSchema = z.object({
   category: z.string().min(1),

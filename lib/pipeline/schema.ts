@@ -34,7 +34,8 @@
  */
 import { z } from 'zod';
 import { CATEGORY_NAME_RE } from '../config/load';
-import { type JsonValue, STEP_ACTIVITIES } from '../steps/contracts';
+import { STEP_ACTIVITIES } from '../steps/contracts';
+import { jsonValueSchema as jsonValue } from '../util/json-value-schema';
 import { cronProblem } from './cron';
 import { DURATION_HINT, parseDuration } from './duration';
 
@@ -53,17 +54,6 @@ const cronExpr = z.string().superRefine((s, ctx) => {
   const problem = cronProblem(s);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
-
-const jsonValue: z.ZodType<JsonValue> = z.lazy(() =>
-  z.union([
-    z.string(),
-    z.number(),
-    z.boolean(),
-    z.null(),
-    z.array(jsonValue),
-    z.record(z.string(), jsonValue),
-  ]),
-);
 
 export const retrySchema = z
   .object({
