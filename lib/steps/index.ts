@@ -2,7 +2,7 @@
  * The step registry: every activity a pipeline YAML may name, bound to its domain implementation,
  * plus the cross-category summary. Workers hand this to `createActivities`; CLIs call steps directly.
  */
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { preprocessStep } from '../data/preprocess-step';
 import { thresholdStep } from '../eval/threshold-step';
 import { validateStep } from '../eval/validate-step';
@@ -11,8 +11,8 @@ import { reportStep } from '../report/report-step';
 import { writeSummary } from '../report/summary';
 import { checkpointStep } from '../train/checkpoint-step';
 import { trainStep } from '../train/train-step';
-import { sha256File } from '../util/atomic';
-import type { ArtifactRef, StepActivity, StepFunction } from './contracts';
+import type { StepActivity, StepFunction } from './contracts';
+import { artifact } from './result';
 
 export const STEPS: Record<StepActivity, StepFunction> = {
   preprocess: preprocessStep,
@@ -38,11 +38,9 @@ export async function summaryStep(runDir: string, outcomes: CategoryOutcome[]): 
       };
     }),
   );
-  const outputs: ArtifactRef[] = [];
-  for (const [name, path] of Object.entries(files)) {
-    const { size } = await import('node:fs/promises').then((fs) => fs.stat(path));
-    outputs.push({ name, path: relative(runDir, path), sha256: await sha256File(path), bytes: size });
-  }
+  const outputs = await Promise.all(
+    Object.entries(files).map(([name, path]) => artifact({ runDir }, name, path)),
+  );
   const completed = outcomes.filter((o) => o.status === 'completed').length;
   return {
     outputs,

@@ -3,8 +3,12 @@ import { join, relative } from 'node:path';
 import { sha256File, writeJsonAtomic } from '../util/atomic';
 import type { ArtifactRef, JsonValue, StepContext, StepResult } from './contracts';
 
-/** Describes a file a step wrote, for its result manifest. */
-export async function artifact(ctx: StepContext, name: string, absPath: string): Promise<ArtifactRef> {
+/** Describes a file a step wrote, for its result manifest (path relative to the run directory). */
+export async function artifact(
+  ctx: Pick<StepContext, 'runDir'>,
+  name: string,
+  absPath: string,
+): Promise<ArtifactRef> {
   const st = await stat(absPath);
   return { name, path: relative(ctx.runDir, absPath), sha256: await sha256File(absPath), bytes: st.size };
 }
