@@ -3,7 +3,7 @@
  *  - a CPU worker (this process): the workflows plus the light steps on the CPU task queue;
  *  - training workers, each its own child process polling the GPU/training task queue with ONE
  *    activity at a time: one per GPU (`--gpus 0,1` sets CUDA_VISIBLE_DEVICES per child), or on
- *    CPU-only hosts `--train-slots N` (tfjs-wasm trains on one thread, so parallelism = processes).
+ *    CPU-only hosts `--train-slots N`, each with cores / N ONNX Runtime threads (ANOMALY_SPOTTER_TRAIN_THREADS).
  * Children that die unexpectedly are restarted; their running activity is retried by Temporal
  * once its heartbeat times out and resumes from the last heartbeat/checkpoint.
  * SIGINT/SIGTERM: workers stop polling, running activities are cancelled (training checkpoints and
@@ -17,6 +17,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { createActivities, type StepRegistry } from '../activities';
 import type { SummaryFunction } from '../lib/pipeline/outcome';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
+import { TRAIN_THREADS_ENV } from '../lib/train/engine';
 import { describeError, UserError } from '../lib/util/errors';
 import { DEFAULT_NAMESPACE, type TemporalTarget, targetFromEnv } from './connection';
 
@@ -144,7 +145,13 @@ export async function runWorkerCli(
   }
   const trainChildren: Array<{ label: string; env: NodeJS.ProcessEnv }> = opts.gpus
     ? opts.gpus.map((gpu) => ({ label: `gpu${gpu}`, env: { CUDA_VISIBLE_DEVICES: String(gpu) } }))
-    : Array.from({ length: opts.trainSlots }, (_, i) => ({ label: `train${i}`, env: {} }));
+    : Array.from({ length: opts.trainSlots }, (_, i) => ({
+        label: `train${i}`,
+        // ONNX Runtime training is multi-threaded: share the cores between the training processes.
+        env: {
+          [TRAIN_THREADS_ENV]: String(Math.max(1, Math.floor(availableParallelism() / opts.trainSlots))),
+        },
+      }));
   await superviseWorkers({
     entryFile,
     target,

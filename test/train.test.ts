@@ -15,7 +15,8 @@ import {
 } from '../lib/train/checkpoints';
 import { EarlyStopping } from '../lib/train/early-stopping';
 import { LrSchedule } from '../lib/train/schedule';
-import { createOptimizer, TrainingCancelled, train } from '../lib/train/trainer';
+import { createOptimizer } from '../lib/train/tfjs-train-engine';
+import { TrainingCancelled, train } from '../lib/train/trainer';
 import { childConfig, lossesOf, tinyConfig, tinySplit } from './support/train-fixtures';
 
 beforeAll(async () => {

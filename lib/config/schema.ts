@@ -84,6 +84,8 @@ export const trainingConfigSchema = z
     grad_clip: z.number().positive().nullable().default(1.0),
     mixed_precision: z.enum(['auto', 'off']).default('auto'),
     backend: z.enum(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu']).default('auto'),
+    engine: z.enum(['auto', 'onnx', 'tfjs']).default('auto'),
+    threads: positiveInt.nullable().default(null),
     model: z
       .object({ widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64, 128]) })
       .strict()

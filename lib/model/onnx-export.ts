@@ -1,5 +1,17 @@
 import type * as tf from '@tensorflow/tfjs';
-import protobuf from 'protobufjs';
+import {
+  encodeModel,
+  floatTensor,
+  int,
+  ints,
+  type OnnxNode,
+  type OnnxTensor,
+  str,
+  valueInfo,
+} from './onnx-proto';
+
+export const ONNX_INPUT = 'image';
+export const ONNX_OUTPUT = 'reconstruction';
 
 /**
  * Export of a U-Net-lite tf.LayersModel (lib/model/unet.ts) to an ONNX ModelProto, so that ONNX Runtime
@@ -8,123 +20,6 @@ import protobuf from 'protobufjs';
  * Supported layers: InputLayer, Conv2D (any activation of relu/sigmoid/linear, 'same'/'valid'),
  * UpSampling2D (nearest), Concatenate (channel axis). Anything else throws.
  */
-
-/**
- * The subset of onnx/onnx.proto (proto2, upstream field numbers) that an inference graph needs.
- * Fields we never write are omitted: protobuf decoders skip nothing and miss nothing for absent fields.
- */
-const ONNX_PROTO = `
-syntax = "proto2";
-package onnx;
-message AttributeProto {
-  enum AttributeType { UNDEFINED = 0; FLOAT = 1; INT = 2; STRING = 3; TENSOR = 4; GRAPH = 5; FLOATS = 6; INTS = 7; STRINGS = 8; }
-  optional string name = 1;
-  optional float f = 2;
-  optional int64 i = 3;
-  optional bytes s = 4;
-  optional TensorProto t = 5;
-  repeated float floats = 7;
-  repeated int64 ints = 8;
-  optional AttributeType type = 20;
-}
-message ValueInfoProto {
-  optional string name = 1;
-  optional TypeProto type = 2;
-}
-message NodeProto {
-  repeated string input = 1;
-  repeated string output = 2;
-  optional string name = 3;
-  optional string op_type = 4;
-  repeated AttributeProto attribute = 5;
-  optional string domain = 7;
-}
-message ModelProto {
-  optional int64 ir_version = 1;
-  repeated OperatorSetIdProto opset_import = 8;
-  optional string producer_name = 2;
-  optional string producer_version = 3;
-  optional GraphProto graph = 7;
-}
-message GraphProto {
-  repeated NodeProto node = 1;
-  optional string name = 2;
-  repeated TensorProto initializer = 5;
-  repeated ValueInfoProto input = 11;
-  repeated ValueInfoProto output = 12;
-}
-message TensorProto {
-  repeated int64 dims = 1;
-  optional int32 data_type = 2;
-  optional string name = 8;
-  optional bytes raw_data = 9;
-}
-message TensorShapeProto {
-  message Dimension {
-    oneof value { int64 dim_value = 1; string dim_param = 2; }
-  }
-  repeated Dimension dim = 1;
-}
-message TypeProto {
-  message Tensor {
-    optional int32 elem_type = 1;
-    optional TensorShapeProto shape = 2;
-  }
-  oneof value { Tensor tensor_type = 1; }
-}
-message OperatorSetIdProto {
-  optional string domain = 1;
-  optional int64 version = 2;
-}
-`;
-
-const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
-const ModelProto = root.lookupType('onnx.ModelProto');
-
-/** onnx TensorProto.DataType values. */
-const FLOAT = 1;
-/** onnx AttributeProto.AttributeType values. */
-const ATTR_INT = 2;
-const ATTR_STRING = 3;
-const ATTR_INTS = 7;
-
-/** Opset 17 (ONNX 1.12): every op used here exists unchanged since; IR version 8 goes with it. */
-export const ONNX_OPSET = 17;
-const IR_VERSION = 8;
-
-export const ONNX_INPUT = 'image';
-export const ONNX_OUTPUT = 'reconstruction';
-
-interface Attr {
-  name: string;
-  type: number;
-  i?: number;
-  s?: Uint8Array;
-  ints?: number[];
-}
-interface Node {
-  op_type: string;
-  name: string;
-  input: string[];
-  output: string[];
-  attribute?: Attr[];
-}
-interface Tensor {
-  name: string;
-  dims: number[];
-  data_type: number;
-  raw_data: Uint8Array;
-}
-
-const ints = (name: string, v: number[]): Attr => ({ name, type: ATTR_INTS, ints: v });
-const int = (name: string, v: number): Attr => ({ name, type: ATTR_INT, i: v });
-const str = (name: string, v: string): Attr => ({ name, type: ATTR_STRING, s: new TextEncoder().encode(v) });
-
-function floatTensor(name: string, dims: number[], data: Float32Array): Tensor {
-  // raw_data is little-endian; copy so the bytes do not alias a tfjs buffer.
-  const bytes = new Uint8Array(new Float32Array(data).buffer);
-  return { name, dims, data_type: FLOAT, raw_data: bytes };
-}
 
 /**
  * TF 'same' padding along one axis: out = ceil(in / stride), total = max((out-1)*stride + k - in, 0),
@@ -166,8 +61,8 @@ export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
       `exportOnnxModel: input shape ${JSON.stringify(model.inputs[0].shape)} must be fully known`,
     );
 
-  const nodes: Node[] = [];
-  const initializers: Tensor[] = [];
+  const nodes: OnnxNode[] = [];
+  const initializers: OnnxTensor[] = [];
   const values = new Map<string, Value>();
   let outLayer = '';
 
@@ -307,27 +202,11 @@ export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
     attribute: [ints('perm', [0, 2, 3, 1])],
   });
 
-  const valueInfo = (name: string, h: number, w: number, c: number) => ({
-    name,
-    type: {
-      tensor_type: {
-        elem_type: FLOAT,
-        shape: { dim: [{ dim_param: 'N' }, { dim_value: h }, { dim_value: w }, { dim_value: c }] },
-      },
-    },
+  return encodeModel({
+    name: model.name,
+    nodes,
+    initializers,
+    inputs: [valueInfo(ONNX_INPUT, ['N', inH, inW, inC])],
+    outputs: [valueInfo(ONNX_OUTPUT, ['N', last.h, last.w, last.c])],
   });
-  const message = ModelProto.fromObject({
-    ir_version: IR_VERSION,
-    opset_import: [{ domain: '', version: ONNX_OPSET }],
-    producer_name: 'anomaly-spotter',
-    producer_version: '1',
-    graph: {
-      name: model.name,
-      node: nodes,
-      initializer: initializers,
-      input: [valueInfo(ONNX_INPUT, inH, inW, inC)],
-      output: [valueInfo(ONNX_OUTPUT, last.h, last.w, last.c)],
-    },
-  });
-  return ModelProto.encode(message).finish();
 }

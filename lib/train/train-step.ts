@@ -3,7 +3,7 @@
  * trains (resuming from the previous attempt's checkpoint when there is one), and writes
  *   <stepDir>/best/model.json + weights.bin   the best-validation-loss model (artifact 'best_model')
  *   <stepDir>/history.json                    one record per epoch (artifact 'history')
- *   <stepDir>/metadata.json                   backend, mixed precision, perceptual loss, timings, RSS
+ *   <stepDir>/metadata.json                   backend, training engine, mixed precision, perceptual loss, timings, RSS
  *   <stepDir>/checkpoints/                    resumable checkpoints; <stepDir>/tensorboard/ events
  */
 import { dirname, isAbsolute, join, relative } from 'node:path';
@@ -115,6 +115,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
   await writeJsonAtomic(historyPath, result.history);
   const summary: Record<string, JsonValue> = {
     backend: backend.name,
+    engine: result.engine.name,
     epochsRun: result.epochsRun,
     totalEpochs: cfg.epochs,
     bestEpoch: result.bestEpoch,
@@ -130,6 +131,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
   await writeJsonAtomic(metadataPath, {
     ...summary,
     backendInfo: backendInfoJson(backend),
+    engineInfo: { ...result.engine },
     mixedPrecision: backend.mixedPrecision,
     perceptualLoss: result.perceptual,
     lossWeights: result.lossWeights,

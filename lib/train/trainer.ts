@@ -16,7 +16,6 @@ import type { CachedSplit } from '../data/tensor-cache';
 import type { LossFunction, LossTerm } from '../model/losses';
 import { createLoss } from '../model/losses';
 import { configHash } from '../model/package';
-import { unetTrainForward } from '../model/train-forward';
 import { buildUNetLite } from '../model/unet';
 import type { RunTracker } from '../monitor/tracker';
 import { Rng } from '../util/rng';
@@ -32,7 +31,9 @@ import {
   type TrainState,
 } from './checkpoints';
 import { EarlyStopping } from './early-stopping';
+import { createTrainEngine } from './engine';
 import { LrSchedule } from './schedule';
+import { createOptimizer } from './tfjs-train-engine';
 
 export interface TrainLogger {
   info(msg: string): void;
@@ -85,6 +86,8 @@ export interface TrainResult {
   lossWeights: Record<LossTerm, number>;
   trainSeconds: number;
   meanImagesPerSec: number | null;
+  /** The training engine (lib/train/engine) and why it was chosen. */
+  engine: { name: string; description: string; reason: string };
 }
 
 /** Thrown after the cancellation checkpoint is written. */
@@ -96,66 +99,6 @@ export class TrainingCancelled extends Error {
 }
 
 const noopLogger: TrainLogger = { info: () => {}, warn: () => {} };
-
-export interface StepOutput {
-  loss: number;
-  terms: Partial<Record<LossTerm, number>>;
-}
-
-/** One optimisation step (forward, loss, gradients, clipping, update); every intermediate tensor is released. */
-export function trainOnBatch(
-  model: tf.LayersModel,
-  optimizer: tf.Optimizer,
-  loss: LossFunction,
-  x: tf.Tensor4D,
-  cfg: TrainingConfig,
-  lr: number,
-): StepOutput {
-  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  let termTensors: Partial<Record<LossTerm, tf.Scalar>> = {};
-  const { value, grads } = tf.variableGrads(() => {
-    // Fused conv+bias+activation with hand-written gradients (lib/model/train-forward): same
-    // function as model.apply, a third of the activation memory.
-    const pred = unetTrainForward(model, x, cfg.model.widths.length);
-    const out = loss.compute(x, pred);
-    termTensors = Object.fromEntries(Object.entries(out.terms).map(([k, t]) => [k, tf.keep(t)]));
-    return out.total;
-  }, vars);
-  tf.tidy(() => {
-    let g = grads;
-    if (cfg.grad_clip !== null) {
-      const norm = tf.sqrt(tf.addN(Object.values(grads).map((t) => tf.sum(tf.square(t))))).dataSync()[0];
-      if (norm > cfg.grad_clip) {
-        const scale = cfg.grad_clip / (norm + 1e-12);
-        g = Object.fromEntries(Object.entries(grads).map(([k, t]) => [k, tf.mul(t, scale)]));
-      }
-    }
-    optimizer.applyGradients(g);
-    // AdamW: decoupled weight decay on kernels (not biases), w <- w - lr * wd * w.
-    if (cfg.optimizer.name === 'adamw' && cfg.optimizer.weight_decay > 0) {
-      const keep = 1 - lr * cfg.optimizer.weight_decay;
-      for (const v of vars) if (v.shape.length > 1) v.assign(tf.mul(v, keep));
-    }
-  });
-  const lossValue = value.dataSync()[0];
-  const terms: Partial<Record<LossTerm, number>> = {};
-  for (const [k, t] of Object.entries(termTensors) as [LossTerm, tf.Scalar][]) {
-    terms[k] = t.dataSync()[0];
-    t.dispose();
-  }
-  value.dispose();
-  tf.dispose(grads);
-  return { loss: lossValue, terms };
-}
-
-function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
-  // tfjs optimizers read `learningRate` on every applyGradients call.
-  (optimizer as unknown as { learningRate: number }).learningRate = lr;
-}
-
-export function createOptimizer(cfg: TrainingConfig): tf.Optimizer {
-  return tf.train.adam(cfg.optimizer.lr);
-}
 
 function batchTensor(data: Float32Array, n: number, size: number): tf.Tensor4D {
   return tf.tensor4d(data, [n, size, size, 3]);
@@ -245,6 +188,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     log.info(`resumed from ${resumeDir} after epoch ${state.epoch}/${totalEpochs}`);
   }
 
+  const { engine, reason: engineReason } = await createTrainEngine({
+    model,
+    optimizer,
+    loss,
+    config: cfg,
+    backend: tf.getBackend(),
+  });
+  log.info(`training engine ${engine.description} (${engineReason})`);
+
   let lastCheckpoint: string | null = resumeDir;
   let bestCheckpoint: string | null =
     early.state.bestEpoch !== null ? join(checkpointDir, BEST_CHECKPOINT) : null;
@@ -263,7 +215,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     while (state.epoch < totalEpochs && !early.stopped) {
       const epoch = state.epoch; // 0-based index of the epoch being run
       const lr = schedule.lrForEpoch(epoch);
-      setLearningRate(optimizer, lr);
       // A partial epoch (cancelled mid-way) continues with its saved order and RNG.
       const p = state.partial && state.partial.epoch === epoch ? state.partial : null;
       const order = p ? p.order : rng.shuffle(Array.from({ length: data.count }, (_, i) => i));
@@ -276,6 +227,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       for (let b = p?.nextBatch ?? 0; b < batchesPerEpoch; b++) {
         if (opts.signal?.aborted) {
           epochSeconds += (performance.now() - tEpoch) / 1000;
+          await engine.syncToModel();
           const partial: PartialEpoch = {
             epoch,
             nextBatch: b,
@@ -299,9 +251,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         const idx = order.slice(b * batchSize, (b + 1) * batchSize);
         const t0 = performance.now();
         const floats = augmentBatch(data.images, idx, data.size, cfg.augmentation, rng);
-        const x = batchTensor(floats, idx.length, data.size);
-        const out = trainOnBatch(model, optimizer, loss, x, cfg, lr);
-        x.dispose();
+        const out = await engine.step(floats, idx.length, lr);
         const dt = (performance.now() - t0) / 1000;
         computeSeconds += dt;
         imagesSeen += idx.length;
@@ -328,6 +278,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       epochSeconds += (performance.now() - tEpoch) / 1000;
       tEpoch = performance.now();
+      await engine.syncToModel(); // validation, checkpoints and image logs read the tfjs model
       const trainLoss = lossSum / seen;
       opts.onProgress?.({
         stage: 'validate',
@@ -412,6 +363,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     model.dispose();
     throw err;
   } finally {
+    await engine.release();
     loss.dispose();
     optimizer.dispose();
   }
@@ -430,5 +382,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     lossWeights: loss.weights,
     trainSeconds: (performance.now() - started) / 1000,
     meanImagesPerSec: computeSeconds > 0 ? imagesSeen / computeSeconds : null,
+    engine: { name: engine.name, description: engine.description, reason: engineReason },
   };
 }
