@@ -19,17 +19,8 @@
  * test/model-onnx-train.test.ts checks every gradient against tfjs' autodiff of the same model.
  */
 import { tfSamePads } from './onnx-export';
-import {
-  encodeModel,
-  floatTensor,
-  int,
-  int64Tensor,
-  ints,
-  type OnnxNode,
-  type OnnxTensor,
-  str,
-  valueInfo,
-} from './onnx-proto';
+import { GraphBuilder } from './onnx-graph';
+import { encodeModel, int, ints, str, valueInfo } from './onnx-proto';
 
 export const TRAIN_INPUT = 'image';
 export const TRAIN_OUTPUT = 'reconstruction';
@@ -90,46 +81,6 @@ export const kernelName = (layer: string) => `${layer}/kernel`;
 export const biasName = (layer: string) => `${layer}/bias`;
 export const activationName = (layer: string) => `act/${layer}`;
 export const gradName = (param: string) => `grad/${param}`;
-
-/** Nodes with generated output names, plus the constants they use. */
-class GraphBuilder {
-  readonly nodes: OnnxNode[] = [];
-  readonly initializers: OnnxTensor[] = [];
-  private count = 0;
-  private readonly constants = new Map<string, string>();
-
-  op(opType: string, inputs: string[], attribute: OnnxNode['attribute'] = [], output?: string): string {
-    const name = `${opType}_${this.count++}`;
-    const out = output ?? `${name}:0`;
-    this.nodes.push({ op_type: opType, name, input: inputs, output: [out], attribute });
-    return out;
-  }
-
-  /** A shared constant initializer, created on first use. */
-  private constant(key: string, make: (name: string) => OnnxTensor): string {
-    let name = this.constants.get(key);
-    if (!name) {
-      name = `const/${key}`;
-      this.initializers.push(make(name));
-      this.constants.set(key, name);
-    }
-    return name;
-  }
-
-  ints64(values: number[]): string {
-    return this.constant(`i64:${values.join(',')}`, (name) => int64Tensor(name, values));
-  }
-
-  floats(values: number[]): string {
-    return this.constant(`f32:${values.join(',')}`, (name) =>
-      floatTensor(name, [values.length], Float32Array.from(values)),
-    );
-  }
-
-  transpose(x: string, perm: number[], output?: string): string {
-    return this.op('Transpose', [x], [ints('perm', perm)], output);
-  }
-}
 
 function convPads(l: ConvLayerSpec): number[] {
   if (l.k === 1) return [0, 0, 0, 0];
