@@ -29,14 +29,12 @@ const program = new Command('train')
   .option('--config-dir <dir>', 'folder with training.yaml and categories.yaml', 'config')
   .option('--set <key=value...>', 'extra config overrides, e.g. --set lr_schedule.name=step', [])
   .addOption(
-    new Option('--backend <name>', 'compute backend').choices([
-      'auto',
-      'wasm',
-      'webgpu',
-      'tensorflow',
-      'cpu',
-    ]),
+    new Option('--backend <name>', 'tfjs backend').choices(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu']),
   )
+  .addOption(
+    new Option('--engine <name>', 'training engine (docs/CONFIG.md)').choices(['auto', 'onnx', 'tfjs']),
+  )
+  .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt)
   .parse();
 
 const opts = program.opts<{
@@ -49,6 +47,8 @@ const opts = program.opts<{
   configDir: string;
   set: string[];
   backend?: TrainingConfig['backend'];
+  engine?: TrainingConfig['engine'];
+  threads?: number;
 }>();
 
 async function loadConfig(): Promise<TrainingConfig> {
@@ -57,6 +57,8 @@ async function loadConfig(): Promise<TrainingConfig> {
   if (opts.imageSize) overrides.image_size = opts.imageSize;
   if (opts.batchSize) overrides.batch_size = opts.batchSize;
   if (opts.backend) overrides.backend = opts.backend;
+  if (opts.engine) overrides.engine = opts.engine;
+  if (opts.threads) overrides.threads = opts.threads;
   return loadTrainingConfig({ configDir: opts.configDir, category: opts.category, overrides });
 }
 
@@ -128,7 +130,8 @@ async function main(): Promise<number> {
     const best = result.outputs.find((o) => o.name === 'best_model');
     console.log(
       `trained ${opts.category}: ${result.summary.epochsRun} epochs, best epoch ${result.summary.bestEpoch} ` +
-        `(val loss ${Number(result.summary.bestValLoss).toFixed(5)}), backend ${result.summary.backend}\n` +
+        `(val loss ${Number(result.summary.bestValLoss).toFixed(5)}), engine ${result.summary.engine}, ` +
+        `tfjs backend ${result.summary.backend}, ${Number(result.summary.imagesPerSec).toFixed(1)} img/s\n` +
         `best model: ${best ? join(runDir, best.path) : '(none)'}`,
     );
     return 0;
