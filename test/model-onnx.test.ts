@@ -10,31 +10,12 @@ import { tfSamePads } from '../lib/model/onnx-export';
 import { createOnnxReconstructor } from '../lib/model/onnx-runner';
 import { buildUNetLite } from '../lib/model/unet';
 import { startServer } from '../lib/serve/start';
+import { rand, randomizeBiases } from './support/random-model';
 import { makeTinyPackage, testImage } from './support/tiny-package';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
 });
-
-/** Deterministic uniform values in [lo, hi). */
-function rand(n: number, seed: number, lo = 0, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * s) / 2 ** 32;
-  });
-}
-
-/** Random biases too (the initializer zeroes them), so a mis-mapped bias cannot hide. */
-function randomizeBiases(model: tf.LayersModel): void {
-  model.layers.forEach((layer, li) => {
-    const w = layer.getWeights();
-    if (w.length !== 2) return;
-    const bias = tf.tensor1d(rand(w[1].size, 100 + li, -0.2, 0.2));
-    layer.setWeights([w[0], bias]);
-    bias.dispose();
-  });
-}
 
 async function maxDiff(size: number, widths: number[], n: number, seed: number): Promise<number> {
   const model = buildUNetLite({ imageSize: size, widths, seed });

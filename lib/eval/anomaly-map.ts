@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
-import { ssimMap } from '../model/ssim';
+import { gaussianKernel1d, ssimMap } from '../model/ssim';
 import { UserError } from '../util/errors';
 
 /**
@@ -26,13 +26,14 @@ export function checkAnomalyMapConfig(cfg: AnomalyMapConfig): void {
   }
 }
 
-/** Normalised 1-D Gaussian, radius ceil(4 sigma) like scipy.ndimage.gaussian_filter (truncate=4). */
-function gaussian1d(sigma: number, radius: number): number[] {
-  const k = Array.from({ length: 2 * radius + 1 }, (_, i) =>
-    Math.exp(-((i - radius) ** 2) / (2 * sigma * sigma)),
-  );
-  const sum = k.reduce((a, b) => a + b, 0);
-  return k.map((v) => v / sum);
+/**
+ * The smoothing blur's normalised 1-D Gaussian for h x w maps: radius ceil(4 sigma) like
+ * scipy.ndimage.gaussian_filter (truncate=4), capped at the map size (mirror padding needs no more).
+ * Shared with the ONNX graph (lib/model/onnx-anomaly-map) so both blur with the same taps.
+ */
+export function smoothingKernel(sigma: number, h: number, w: number): number[] {
+  const radius = Math.min(Math.ceil(4 * sigma), h, w);
+  return gaussianKernel1d(2 * radius + 1, sigma);
 }
 
 /**
@@ -43,8 +44,8 @@ export function smoothMaps(maps: tf.Tensor4D, sigma: number): tf.Tensor4D {
   if (sigma <= 0) return maps.clone();
   return tf.tidy(() => {
     const [, h, w] = maps.shape;
-    const radius = Math.min(Math.ceil(4 * sigma), h, w);
-    const k = gaussian1d(sigma, radius);
+    const k = smoothingKernel(sigma, h, w);
+    const radius = (k.length - 1) / 2;
     const padded = tf.mirrorPad(
       maps,
       [
@@ -99,21 +100,38 @@ export function imageScore(map: Float32Array, cfg: AnomalyMapConfig): number {
 /** A model's forward pass on `n` NHWC float32 images of size x size x 3: their reconstructions, same layout. */
 export type Reconstruct = (images: Float32Array, n: number, size: number) => Promise<Float32Array>;
 
+/**
+ * The whole per-batch computation on another engine (e.g. lib/model/onnx-runner createOnnxScorer):
+ * maps (n*size*size) and scores (n) of `n` NHWC float32 images, as anomalyMapTensor + imageScoreTensor.
+ */
+export type ScoreBatch = (
+  images: Float32Array,
+  n: number,
+  size: number,
+  cfg: AnomalyMapConfig,
+) => Promise<{ maps: Float32Array; scores: Float32Array }>;
+
 export interface ScoreOptions {
   /** Checked between batches: a cancelled activity stops within one batch. */
   signal?: AbortSignal;
   onBatch?: (done: number, total: number) => void;
   /**
    * Another engine's forward pass (e.g. lib/model/onnx-runner); default: the tfjs `model.predict`.
-   * The anomaly map is computed with tfjs either way, so scores stay comparable with the thresholds.
+   * The anomaly map is then computed with tfjs.
    */
   reconstruct?: Reconstruct;
+  /**
+   * Another engine for the whole batch: reconstruction, map and score (`reconstruct` is then unused).
+   * It must compute what the tfjs path does (test/eval-onnx-anomaly-map checks the ONNX one), so that
+   * scores stay comparable with thresholds calibrated on either engine.
+   */
+  scoreBatch?: ScoreBatch;
 }
 
 /**
  * Scores `n` images (NHWC float32 in [0,1], size x size) in batches; every tensor is released before
  * returning. Runs on whatever tfjs backend is active (the caller selects it); `opts.reconstruct`
- * replaces only the model's forward pass.
+ * replaces only the model's forward pass, `opts.scoreBatch` all of a batch's work.
  */
 export async function scoreImages(
   model: tf.LayersModel,
@@ -136,26 +154,41 @@ export async function scoreImages(
     const b = Math.min(batchSize, n - start);
     const t0 = performance.now();
     const batch = images.subarray(start * px * 3, (start + b) * px * 3);
-    const external = opts.reconstruct ? await opts.reconstruct(batch, b, size) : null;
-    const mapT = tf.tidy(() => {
-      const x = tf.tensor4d(batch, [b, size, size, 3]);
-      const recon = external ? tf.tensor4d(external, [b, size, size, 3]) : (model.predict(x) as tf.Tensor4D);
-      return anomalyMapTensor(x, recon, cfg);
-    });
-    const scoreT = imageScoreTensor(mapT, cfg);
-    try {
-      const [m, s] = await Promise.all([mapT.data(), scoreT.data()]);
-      maps.set(m as Float32Array, start * px);
-      scores.set(s as Float32Array, start);
-    } finally {
-      mapT.dispose();
-      scoreT.dispose();
-    }
+    const { maps: m, scores: s } = opts.scoreBatch
+      ? await opts.scoreBatch(batch, b, size, cfg)
+      : await scoreBatchTfjs(model, batch, b, size, cfg, opts.reconstruct);
+    maps.set(m, start * px);
+    scores.set(s, start);
     const perImage = (performance.now() - t0) / b;
     for (let i = 0; i < b; i++) latencyMs.push(perImage);
     opts.onBatch?.(start + b, n);
   }
   return { maps, scores, latencyMs };
+}
+
+/** One batch on tfjs (the forward pass optionally elsewhere); releases its tensors. */
+async function scoreBatchTfjs(
+  model: tf.LayersModel,
+  batch: Float32Array,
+  b: number,
+  size: number,
+  cfg: AnomalyMapConfig,
+  reconstruct: Reconstruct | undefined,
+): Promise<{ maps: Float32Array; scores: Float32Array }> {
+  const external = reconstruct ? await reconstruct(batch, b, size) : null;
+  const mapT = tf.tidy(() => {
+    const x = tf.tensor4d(batch, [b, size, size, 3]);
+    const recon = external ? tf.tensor4d(external, [b, size, size, 3]) : (model.predict(x) as tf.Tensor4D);
+    return anomalyMapTensor(x, recon, cfg);
+  });
+  const scoreT = imageScoreTensor(mapT, cfg);
+  try {
+    const [maps, scores] = await Promise.all([mapT.data(), scoreT.data()]);
+    return { maps: maps as Float32Array, scores: scores as Float32Array };
+  } finally {
+    mapT.dispose();
+    scoreT.dispose();
+  }
 }
 
 /** Bilinear resize of n square maps from `from` to `to` px (masks stored at another size than the maps). */

@@ -14,7 +14,14 @@ export interface ScoreRecord {
 }
 
 export interface LatencyStats {
+  /** The active tfjs backend (it scores when `engine` is 'tfjs'). */
   backend: string;
+  /** What scored (lib/eval/scoring-engine); absent in files written before there was a choice: tfjs. */
+  engine?: 'tfjs' | 'onnx';
+  /** ONNX Runtime intra-op threads, when `engine` is 'onnx'. */
+  engineThreads?: number;
+  /** Why ONNX Runtime was not used although the step asked for 'auto'. */
+  engineFallback?: string;
   batchSize: number;
   images: number;
   /** Per image: each batch's wall time (inference + anomaly map + download) divided by its size. */
@@ -49,12 +56,25 @@ export async function readScoresFile(path: string): Promise<ScoresFile> {
   }
 }
 
+/** What produced the latencies, for reports: "onnx (ONNX Runtime CPU, 2 threads)" or "tfjs wasm". */
+export function inferenceEngineLabel(l: LatencyStats): string {
+  if (l.engine === 'onnx')
+    return `onnx (ONNX Runtime CPU${l.engineThreads ? `, ${l.engineThreads} threads` : ''})`;
+  return `tfjs ${l.backend}${l.engineFallback ? ` (ONNX Runtime not used: ${l.engineFallback})` : ''}`;
+}
+
 /** Mean and 95th percentile (nearest-rank) of per-image latencies. */
-export function latencyStats(latencyMs: number[], backend: string, batchSize: number): LatencyStats {
+export function latencyStats(
+  latencyMs: number[],
+  backend: string,
+  batchSize: number,
+  engine?: Pick<LatencyStats, 'engine' | 'engineThreads' | 'engineFallback'>,
+): LatencyStats {
   const sorted = [...latencyMs].sort((a, b) => a - b);
   const n = sorted.length;
   return {
     backend,
+    ...engine,
     batchSize,
     images: n,
     meanMsPerImage: n ? sorted.reduce((a, b) => a + b, 0) / n : 0,

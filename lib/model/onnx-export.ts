@@ -4,6 +4,7 @@ import {
   floatTensor,
   int,
   ints,
+  type OnnxGraph,
   type OnnxNode,
   type OnnxTensor,
   str,
@@ -53,6 +54,18 @@ interface Value {
  * batch dimension symbolic ('N'), spatial size fixed to the model's.
  */
 export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
+  return encodeModel(inferenceGraph(model).graph);
+}
+
+/**
+ * The graph of exportOnnxModel, unencoded, with the NCHW names of the image and the reconstruction so
+ * that more nodes can be appended (lib/model/onnx-anomaly-map).
+ */
+export function inferenceGraph(model: tf.LayersModel): {
+  graph: OnnxGraph;
+  imageNchw: string;
+  reconstructionNchw: string;
+} {
   if (model.inputs.length !== 1 || model.outputs.length !== 1)
     throw new Error('exportOnnxModel: the model must have exactly one input and one output');
   const [, inH, inW, inC] = model.inputs[0].shape;
@@ -65,6 +78,7 @@ export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
   const initializers: OnnxTensor[] = [];
   const values = new Map<string, Value>();
   let outLayer = '';
+  let imageNchw = '';
 
   for (const layer of model.layers as unknown as LayerLike[]) {
     const cls = layer.getClassName();
@@ -85,6 +99,7 @@ export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
         attribute: [ints('perm', [0, 3, 1, 2])],
       });
       values.set(layer.name, { name: out, h: inH, w: inW, c: inC });
+      imageNchw = out;
     } else if (cls === 'Conv2D') {
       const [x] = ins;
       const st = cfg.strides as number[];
@@ -202,11 +217,12 @@ export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
     attribute: [ints('perm', [0, 2, 3, 1])],
   });
 
-  return encodeModel({
+  const graph: OnnxGraph = {
     name: model.name,
     nodes,
     initializers,
     inputs: [valueInfo(ONNX_INPUT, ['N', inH, inW, inC])],
     outputs: [valueInfo(ONNX_OUTPUT, ['N', last.h, last.w, last.c])],
-  });
+  };
+  return { graph, imageNchw, reconstructionNchw: last.name };
 }

@@ -1,5 +1,8 @@
 import { availableParallelism } from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
+import type { InferenceSession } from 'onnxruntime-node';
+import type { AnomalyMapConfig } from '../config/schema';
+import { exportOnnxScorer, ONNX_MAP_OUTPUT, ONNX_SCORE_OUTPUT } from './onnx-anomaly-map';
 import { exportOnnxModel, ONNX_INPUT, ONNX_OUTPUT } from './onnx-export';
 
 /**
@@ -26,28 +29,109 @@ export async function createOnnxReconstructor(
 ): Promise<OnnxReconstructor> {
   const ort = await import('onnxruntime-node');
   const threads = opts.threads ?? availableParallelism();
-  const session = await ort.InferenceSession.create(exportOnnxModel(model), {
+  const session = await ort.InferenceSession.create(exportOnnxModel(model), sessionOptions(threads));
+  return {
+    threads,
+    async reconstruct(images, n, size) {
+      const out = await session.run({
+        [ONNX_INPUT]: inputTensor(ort, model, images, n, size, 'reconstruct'),
+      });
+      return float32(out[ONNX_OUTPUT], 'reconstruct');
+    },
+    release: () => session.release(),
+  };
+}
+
+function sessionOptions(threads: number): InferenceSession.SessionOptions {
+  return {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
-  });
-  const [, h, w, c] = model.inputs[0].shape;
+  };
+}
+
+type Ort = typeof import('onnxruntime-node');
+
+/** The model's NHWC input tensor for `n` images, after checking their size against the model's. */
+function inputTensor(
+  ort: Ort,
+  model: tf.LayersModel,
+  images: Float32Array,
+  n: number,
+  size: number,
+  what: string,
+) {
+  const [, h, w, channels] = model.inputs[0].shape;
+  const c = channels ?? 3;
+  if (size !== h || size !== w)
+    throw new Error(`onnx ${what}: images are ${size}x${size}, the model takes ${h}x${w}`);
+  if (images.length !== n * size * size * c)
+    throw new Error(`onnx ${what}: ${images.length} values is not ${n} images of ${size}x${size}x${c}`);
+  return new ort.Tensor('float32', images, [n, size, size, c]);
+}
+
+function float32(t: { data: unknown }, what: string): Float32Array {
+  if (!(t.data instanceof Float32Array)) throw new Error(`onnx ${what}: output is not float32`);
+  return t.data;
+}
+
+/**
+ * Reconstruction, anomaly map and image score in one ONNX Runtime session (lib/model/onnx-anomaly-map):
+ * the whole of lib/eval scoreImages' per-batch work on native kernels. The map settings are baked into
+ * the graph, so there is one session per anomaly-map config (in practice one: the calibration's).
+ */
+export interface OnnxScorer {
+  /** Maps (n*size*size) and scores (n) of `n` NHWC float32 images of size x size x 3. */
+  score(
+    images: Float32Array,
+    n: number,
+    size: number,
+    cfg: AnomalyMapConfig,
+  ): Promise<{ maps: Float32Array; scores: Float32Array }>;
+  /** Creates the session for `cfg` now, so that a failure shows at start-up rather than on first use. */
+  prepare(cfg: AnomalyMapConfig): Promise<void>;
+  /** Frees the native sessions. */
+  release(): Promise<void>;
+  threads: number;
+}
+
+export async function createOnnxScorer(
+  model: tf.LayersModel,
+  opts: OnnxReconstructorOptions = {},
+): Promise<OnnxScorer> {
+  const ort = await import('onnxruntime-node');
+  const threads = opts.threads ?? availableParallelism();
+  // Promises, so that concurrent first calls with one config share one session.
+  const sessions = new Map<string, Promise<InferenceSession>>();
+  const session = (cfg: AnomalyMapConfig) => {
+    const key = JSON.stringify([cfg.mse_weight, cfg.ssim_weight, cfg.smoothing_sigma, cfg.score, cfg.topk]);
+    let s = sessions.get(key);
+    if (!s) {
+      s = ort.InferenceSession.create(exportOnnxScorer(model, cfg), sessionOptions(threads));
+      sessions.set(key, s);
+      // A failed creation is not cached: the next call tries again and reports its own error.
+      s.catch(() => sessions.delete(key));
+    }
+    return s;
+  };
   return {
     threads,
-    async reconstruct(images, n, size) {
-      if (size !== h || size !== w)
-        throw new Error(`onnx reconstruct: images are ${size}x${size}, the model takes ${h}x${w}`);
-      if (images.length !== n * size * size * (c ?? 3))
-        throw new Error(
-          `onnx reconstruct: ${images.length} values is not ${n} images of ${size}x${size}x${c}`,
-        );
-      const input = new ort.Tensor('float32', images, [n, size, size, c ?? 3]);
-      const out = await session.run({ [ONNX_INPUT]: input });
-      const data = out[ONNX_OUTPUT].data;
-      if (!(data instanceof Float32Array)) throw new Error('onnx reconstruct: output is not float32');
-      return data;
+    async score(images, n, size, cfg) {
+      const input = inputTensor(ort, model, images, n, size, 'score');
+      const out = await (await session(cfg)).run({ [ONNX_INPUT]: input });
+      return {
+        maps: float32(out[ONNX_MAP_OUTPUT], 'score'),
+        scores: float32(out[ONNX_SCORE_OUTPUT], 'score'),
+      };
     },
-    release: () => session.release(),
+    async prepare(cfg) {
+      await session(cfg);
+    },
+    async release() {
+      const all = [...sessions.values()];
+      sessions.clear();
+      await Promise.all(all.map(async (s) => (await s.catch(() => null))?.release()));
+    },
   };
 }

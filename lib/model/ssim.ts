@@ -8,7 +8,11 @@ export interface SsimOptions {
   maxVal?: number;
 }
 
-function gaussianKernel1d(size: number, sigma: number): number[] {
+/** ssimMap's defaults (the anomaly map uses them; lib/model/onnx-anomaly-map rebuilds the same SSIM). */
+export const SSIM_DEFAULTS = { windowSize: 11, sigma: 1.5, maxVal: 1 } as const;
+
+/** Normalised 1-D Gaussian window of `size` taps centred on (size-1)/2. */
+export function gaussianKernel1d(size: number, sigma: number): number[] {
   const half = (size - 1) / 2;
   const k = Array.from({ length: size }, (_, i) => Math.exp(-((i - half) ** 2) / (2 * sigma * sigma)));
   const sum = k.reduce((a, b) => a + b, 0);
@@ -44,7 +48,11 @@ function blur(x: tf.Tensor4D, k1d: number[]): tf.Tensor4D {
  * C1=(0.01L)^2, C2=(0.03L)^2), 'same' padding with zeros at the border.
  */
 export function ssimMap(a: tf.Tensor4D, b: tf.Tensor4D, opts: SsimOptions = {}): tf.Tensor4D {
-  const { windowSize = 11, sigma = 1.5, maxVal = 1 } = opts;
+  const {
+    windowSize = SSIM_DEFAULTS.windowSize,
+    sigma = SSIM_DEFAULTS.sigma,
+    maxVal = SSIM_DEFAULTS.maxVal,
+  } = opts;
   const c1 = (0.01 * maxVal) ** 2;
   const c2 = (0.03 * maxVal) ** 2;
   const k = gaussianKernel1d(windowSize, sigma);

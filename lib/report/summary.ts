@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { formatMetric, type MetricValue } from '../eval/metric-value';
+import { inferenceEngineLabel } from '../eval/scores-file';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic';
 import type { CategoryReport } from './category-report';
 import { type Block, renderHtml, renderMarkdown } from './doc';
@@ -83,7 +84,7 @@ async function row(c: SummaryCategoryInput): Promise<SummaryRow> {
     strategy: r.thresholds.selected,
     meanMsPerImage: r.latency.meanMsPerImage,
     p95MsPerImage: r.latency.p95MsPerImage,
-    backend: r.latency.backend,
+    backend: inferenceEngineLabel(r.latency),
     peakRssMb: r.training.peakRssMb,
     targets: r.targets,
   };

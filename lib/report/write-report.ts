@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { formatMetric, type MetricValue } from '../eval/metric-value';
+import { inferenceEngineLabel } from '../eval/scores-file';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic';
 import type { CategoryReport, ReportInput } from './category-report';
 import { toCsv } from './csv';
@@ -172,7 +173,7 @@ export function categoryBlocks(
       kind: 'table',
       header: ['quantity', 'value'],
       rows: [
-        ['inference backend', r.latency.backend],
+        ['inference engine', inferenceEngineLabel(r.latency)],
         ['inference batch size', String(r.latency.batchSize)],
         ['mean per image', `${r.latency.meanMsPerImage.toFixed(2)} ms`],
         ['p95 per image', `${r.latency.p95MsPerImage.toFixed(2)} ms`],
