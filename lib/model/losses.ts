@@ -33,10 +33,10 @@ export function ssimLoss(target: tf.Tensor4D, pred: tf.Tensor4D): tf.Scalar {
   return tf.tidy(() => tf.sub(1, ssim(target, pred).mean()) as tf.Scalar);
 }
 
-const SOBEL_X = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
-const SOBEL_Y = [-1, -2, -1, 0, 0, 0, 1, 2, 1];
+export const SOBEL_X = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
+export const SOBEL_Y = [-1, -2, -1, 0, 0, 0, 1, 2, 1];
 /** Keeps sqrt differentiable where the gradient is exactly zero (flat regions). */
-const EDGE_EPS = 1e-6;
+export const EDGE_EPS = 1e-6;
 
 /**
  * Sobel gradient magnitude per channel, [N,H,W,C], zero padding. One plain conv2d (wasm has no

@@ -6,10 +6,10 @@
  *   forward:  image NHWC + parameters  ->  reconstruction NHWC + every conv layer's output (NCHW)
  *   backward: image + those outputs + dLoss/dReconstruction + kernels  ->  gradient of every parameter
  *
- * The loss and its gradient w.r.t. the reconstruction stay in tfjs (lib/model/losses: MSE, SSIM, edge,
- * a user's perceptual model), so every configured loss works unchanged; the optimizer runs in JS
- * (lib/train/onnx-train-engine). Parameters are graph INPUTS in tfjs layout ([kh,kw,ci,co] kernels,
- * [co] biases), so one session serves every step and gradients come back in the layout tfjs stores.
+ * The loss and its gradient w.r.t. the reconstruction come from a third graph (lib/model/onnx-loss-graph),
+ * or from tfjs for a user's perceptual model; the optimizer runs in JS (lib/train/onnx-train-engine).
+ * Parameters are graph INPUTS in tfjs layout ([kh,kw,ci,co] kernels, [co] biases), so one session serves
+ * every step and gradients come back in the layout tfjs stores.
  *
  * The backward pass is written out by hand for the layers of buildUNetLite (lib/model/unet.ts):
  *   conv+bias+act:  dPre = dY * act'(Y);  dB = sum over N,H,W;

@@ -1,7 +1,8 @@
 /**
  * Training engines: what runs one optimisation step. `training.engine`:
  *   onnx  forward + backward on ONNX Runtime's native CPU kernels (multi-threaded, AVX2/FMA), the
- *         loss gradient on tfjs; ~3x the tfjs-wasm step rate on the same core (docs/BENCHMARKS.md).
+ *         loss and its gradient too (on tfjs only for a perceptual model); ~3x the tfjs-wasm step rate
+ *         on the same core (docs/BENCHMARKS.md).
  *   tfjs  everything on the selected tfjs backend (tfjs-node, WebGPU, or wasm with our kernels).
  *   auto  tfjs when an accelerated tfjs backend (tensorflow, webgpu) is active, else onnx when
  *         onnxruntime-node loads, else tfjs.

@@ -1,7 +1,8 @@
 /**
  * The ONNX Runtime training engine: forward and backward pass of the U-Net-lite on ONNX Runtime's
  * native CPU kernels (graphs from lib/model/onnx-train-graph), the loss and its gradient w.r.t. the
- * reconstruction on tfjs (any configured loss, unchanged), clipping and Adam/AdamW in JS (lib/train/adam).
+ * reconstruction on ONNX Runtime too (lib/model/onnx-loss-graph: mse, ssim, edge), or on tfjs when a
+ * perceptual model is configured (it is a tfjs model), clipping and Adam/AdamW in JS (lib/train/adam).
  *
  * Weights and Adam moments live here, in Float32Arrays, between `syncToModel` calls: the trainer
  * syncs before validation, checkpoints and image logging, so the tfjs model and optimizer stay the
@@ -13,6 +14,16 @@ import * as tf from '@tensorflow/tfjs';
 import type * as Ort from 'onnxruntime-node';
 import type { TrainingConfig } from '../config/schema';
 import type { LossFunction, LossTerm } from '../model/losses';
+import {
+  buildLossGraph,
+  LOSS_GRAD,
+  LOSS_PRED,
+  LOSS_TARGET,
+  LOSS_TOTAL,
+  lossTermName,
+  type OnnxLossTerm,
+  onnxLossTerms,
+} from '../model/onnx-loss-graph';
 import {
   activationName,
   biasName,
@@ -30,7 +41,7 @@ import { type AdamSlot, adamStep, clipByGlobalNorm } from './adam';
 import type { StepOutput, TrainEngine } from './engine';
 
 export interface OnnxTrainEngineOptions {
-  /** Intra-op threads of both sessions. */
+  /** Intra-op threads of every session. */
   threads: number;
 }
 
@@ -42,6 +53,17 @@ interface Param extends AdamSlot {
   isKernel: boolean;
 }
 
+/** The loss graph's session and the terms it outputs (the configured non-zero ones). */
+interface LossGraph {
+  session: Ort.InferenceSession;
+  terms: OnnxLossTerm[];
+}
+
+/** The loss of one step: its value, unweighted terms, and dLoss/dReconstruction (NHWC). */
+interface LossResult extends StepOutput {
+  grad: Ort.Tensor;
+}
+
 /** One optimisation step's worth of ONNX Runtime sessions and the parameters they train. */
 export class OnnxTrainEngine implements TrainEngine {
   readonly name = 'onnx' as const;
@@ -51,6 +73,8 @@ export class OnnxTrainEngine implements TrainEngine {
     private readonly ort: typeof Ort,
     private readonly forward: Ort.InferenceSession,
     private readonly backward: Ort.InferenceSession,
+    /** null when the loss needs tfjs (a perceptual model). */
+    private readonly lossGraph: LossGraph | null,
     private readonly layers: ConvLayerSpec[],
     private readonly params: Param[],
     private readonly model: tf.LayersModel,
@@ -87,6 +111,15 @@ export class OnnxTrainEngine implements TrainEngine {
       buildBackwardGraph(cfg.image_size, cfg.model.widths),
       sessionOptions,
     );
+    // Without a perceptual model every term has an ONNX graph: the loss never touches tfjs.
+    let lossGraph: LossGraph | null = null;
+    if (loss.weights.perceptual === 0) {
+      const session = await ort.InferenceSession.create(
+        buildLossGraph(cfg.image_size, loss.weights),
+        sessionOptions,
+      );
+      lossGraph = { session, terms: onnxLossTerms(loss.weights) };
+    }
     const params: Param[] = [];
     for (const l of layers) {
       for (const [input, isKernel] of [
@@ -110,6 +143,7 @@ export class OnnxTrainEngine implements TrainEngine {
       ort,
       forward,
       backward,
+      lossGraph,
       layers,
       params,
       model,
@@ -123,7 +157,10 @@ export class OnnxTrainEngine implements TrainEngine {
   }
 
   get description(): string {
-    return `ONNX Runtime ${this.ort.env.versions.common} CPU, ${this.threads} thread(s): forward and backward pass; loss gradient on tfjs`;
+    const where = this.lossGraph
+      ? `the loss (${this.lossGraph.terms.join(', ') || 'none'}) and its gradient`
+      : 'the loss and its gradient on tfjs (perceptual model)';
+    return `ONNX Runtime ${this.ort.env.versions.common} CPU, ${this.threads} thread(s): forward and backward pass; ${where}`;
   }
 
   private paramFeeds(which: 'all' | 'kernels'): Record<string, Ort.Tensor> {
@@ -137,9 +174,47 @@ export class OnnxTrainEngine implements TrainEngine {
     const s = this.cfg.image_size;
     const image = new this.ort.Tensor('float32', images, [n, s, s, 3]);
     const fwd = await this.forward.run({ [TRAIN_INPUT]: image, ...this.paramFeeds('all') });
-    const pred = fwd[TRAIN_OUTPUT].data as Float32Array;
+    const loss = this.lossGraph
+      ? await this.onnxLoss(this.lossGraph, image, fwd[TRAIN_OUTPUT])
+      : await this.tfjsLoss(images, fwd[TRAIN_OUTPUT].data as Float32Array, n);
 
-    // dLoss/dReconstruction with tfjs' autodiff of the configured loss (the network is not on the tape).
+    const feeds: Record<string, Ort.Tensor> = {
+      [TRAIN_INPUT]: image,
+      [TRAIN_OUTPUT_GRAD]: loss.grad,
+      ...this.paramFeeds('kernels'),
+    };
+    for (const l of this.layers) feeds[activationName(l.name)] = fwd[activationName(l.name)];
+    const bwd = await this.backward.run(feeds);
+    const grads = this.params.map((p) => bwd[gradName(p.input)].data as Float32Array);
+
+    if (this.cfg.grad_clip !== null) clipByGlobalNorm(grads, this.cfg.grad_clip);
+    adamStep(this.params, grads, lr, this.iterations);
+    this.iterations++;
+    // AdamW: decoupled weight decay on kernels (not biases), w <- w - lr * wd * w, as trainOnBatch.
+    if (this.cfg.optimizer.name === 'adamw' && this.cfg.optimizer.weight_decay > 0) {
+      const keep = 1 - lr * this.cfg.optimizer.weight_decay;
+      for (const p of this.params)
+        if (p.isKernel) for (let i = 0; i < p.value.length; i++) p.value[i] *= keep;
+    }
+    for (const r of [fwd, bwd]) for (const t of Object.values(r)) t.dispose();
+    loss.grad.dispose();
+    return { loss: loss.loss, terms: loss.terms };
+  }
+
+  /** The loss graph on ONNX Runtime; its outputs other than the gradient are released here. */
+  private async onnxLoss(graph: LossGraph, image: Ort.Tensor, pred: Ort.Tensor): Promise<LossResult> {
+    const out = await graph.session.run({ [LOSS_TARGET]: image, [LOSS_PRED]: pred });
+    const scalar = (name: string) => (out[name].data as Float32Array)[0];
+    const terms: Partial<Record<LossTerm, number>> = {};
+    for (const t of graph.terms) terms[t] = scalar(lossTermName(t));
+    const result = { loss: scalar(LOSS_TOTAL), terms, grad: out[LOSS_GRAD] };
+    for (const [name, t] of Object.entries(out)) if (name !== LOSS_GRAD) t.dispose();
+    return result;
+  }
+
+  /** dLoss/dReconstruction with tfjs' autodiff of the configured loss (the network is not on the tape). */
+  private async tfjsLoss(images: Float32Array, pred: Float32Array, n: number): Promise<LossResult> {
+    const s = this.cfg.image_size;
     let termTensors: Partial<Record<LossTerm, tf.Scalar>> = {};
     const { value, grad } = tf.tidy(() => {
       const x = tf.tensor4d(images, [n, s, s, 3]);
@@ -160,27 +235,7 @@ export class OnnxTrainEngine implements TrainEngine {
       terms[k] = (await t.data())[0];
       t.dispose();
     }
-
-    const feeds: Record<string, Ort.Tensor> = {
-      [TRAIN_INPUT]: image,
-      [TRAIN_OUTPUT_GRAD]: new this.ort.Tensor('float32', dPred, [n, s, s, 3]),
-      ...this.paramFeeds('kernels'),
-    };
-    for (const l of this.layers) feeds[activationName(l.name)] = fwd[activationName(l.name)];
-    const bwd = await this.backward.run(feeds);
-    const grads = this.params.map((p) => bwd[gradName(p.input)].data as Float32Array);
-
-    if (this.cfg.grad_clip !== null) clipByGlobalNorm(grads, this.cfg.grad_clip);
-    adamStep(this.params, grads, lr, this.iterations);
-    this.iterations++;
-    // AdamW: decoupled weight decay on kernels (not biases), w <- w - lr * wd * w, as trainOnBatch.
-    if (this.cfg.optimizer.name === 'adamw' && this.cfg.optimizer.weight_decay > 0) {
-      const keep = 1 - lr * this.cfg.optimizer.weight_decay;
-      for (const p of this.params)
-        if (p.isKernel) for (let i = 0; i < p.value.length; i++) p.value[i] *= keep;
-    }
-    for (const r of [fwd, bwd]) for (const t of Object.values(r)) t.dispose();
-    return { loss: lossValue, terms };
+    return { loss: lossValue, terms, grad: new this.ort.Tensor('float32', dPred, [n, s, s, 3]) };
   }
 
   /** Layer weights of the model in this engine's parameter order, checked against the expected shapes. */
@@ -252,5 +307,6 @@ export class OnnxTrainEngine implements TrainEngine {
   async release(): Promise<void> {
     await this.forward.release();
     await this.backward.release();
+    await this.lossGraph?.session.release();
   }
 }
