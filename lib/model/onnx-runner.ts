@@ -4,6 +4,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import type { AnomalyMapConfig } from '../config/schema';
 import { exportOnnxScorer, ONNX_MAP_OUTPUT, ONNX_SCORE_OUTPUT } from './onnx-anomaly-map';
 import { exportOnnxModel, ONNX_INPUT, ONNX_OUTPUT } from './onnx-export';
+import { ortSessionOptions } from './onnx-session';
 
 /**
  * Reconstruction (the autoencoder's forward pass) on ONNX Runtime's CPU engine instead of tfjs:
@@ -42,14 +43,7 @@ export async function createOnnxReconstructor(
   };
 }
 
-function sessionOptions(threads: number): InferenceSession.SessionOptions {
-  return {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  };
-}
+const sessionOptions = (threads: number) => ortSessionOptions({ threads });
 
 type Ort = typeof import('onnxruntime-node');
 

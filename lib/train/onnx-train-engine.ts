@@ -24,6 +24,7 @@ import {
   type OnnxLossTerm,
   onnxLossTerms,
 } from '../model/onnx-loss-graph';
+import { ortSessionOptions } from '../model/onnx-session';
 import {
   activationName,
   biasName,
@@ -93,16 +94,10 @@ export class OnnxTrainEngine implements TrainEngine {
   ): Promise<OnnxTrainEngine> {
     const ort = await import('onnxruntime-node');
     const layers = unetConvLayers(cfg.image_size, cfg.model.widths);
-    const sessionOptions: Ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: opts.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      // Without the arena, the large per-step buffers go back to the OS after each run: peak RSS at
-      // 128 px, batch 32 is ~1.5 GB instead of ~2.2 GB (each session's arena keeps its own peak), for
-      // ~9% more time per step at batch 8.
-      enableCpuMemArena: false,
-    };
+    // Arena off: without it the large per-step buffers go back to the OS after each run; peak RSS at
+    // 128 px, batch 32 is ~1.5 GB instead of ~2.2 GB (each session's arena keeps its own peak), for
+    // ~9% more time per step at batch 8.
+    const sessionOptions = ortSessionOptions({ threads: opts.threads, arena: false });
     const forward = await ort.InferenceSession.create(
       buildForwardGraph(cfg.image_size, cfg.model.widths),
       sessionOptions,

@@ -1,0 +1,22 @@
+/** ONNX Runtime session options shared by every session we create (training, scoring, serving). */
+import type { InferenceSession } from 'onnxruntime-node';
+
+export interface OrtSessionOptions {
+  /** Intra-op threads. */
+  threads: number;
+  /** Keep ONNX Runtime's CPU memory arena (fastest); off: large buffers go back to the OS after each run. */
+  arena?: boolean;
+}
+
+export function ortSessionOptions(o: OrtSessionOptions): InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: o.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    enableCpuMemArena: o.arena ?? true,
+    // Idle pool threads sleep instead of spinning: our hosts are shared (training processes, the CPU
+    // worker's scoring, other jobs). Measured at 2 threads, batch 8: ~20 % less CPU, 2-4 % more wall time.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
