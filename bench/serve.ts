@@ -262,7 +262,7 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(2))
         .join(', ')} on ${cpus().length} CPUs`,
       'per-image = client-side request latency / images per request (HTTP, multipart, decode, inference, PNG encoding);',
-      'with several clients it includes waiting in the per-model queue (inference is serialised: wasm is single-threaded).',
+      'with several clients it includes waiting in the per-model queue (one batch at a time per model; the ONNX engine uses every core for it).',
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
