@@ -149,7 +149,8 @@ function layerInputs(
  * kernel tap (K = output pixels, batch = N), summed over the batch. Same FLOPs as the forward conv.
  * Stride 1: the padded input is flattened per channel, so a tap is a CONTIGUOUS window at offset
  * a*Wp + b (a memcpy, not a strided gather); the Wp - W columns that wrap around are multiplied by
- * zero columns padded onto dPre. Stride 2: a strided slice per tap.
+ * zero columns padded onto dPre. Where co < ci, dPre is shifted instead (the smaller copy).
+ * Stride 2: a strided slice per tap.
  */
 function weightGradient(g: GraphBuilder, l: ConvLayerSpec, x: string, dPre: string, output: string): void {
   const [pt, pl, pb, pr] = convPads(l);
@@ -168,13 +169,21 @@ function weightGradient(g: GraphBuilder, l: ConvLayerSpec, x: string, dPre: stri
       g.ints64([0, l.ci, (l.inSize + pt + pb + 1) * wp]),
     ]);
     const dPreWide = wp > o ? g.op('Pad', [dPre, g.ints64([0, 0, 0, 0, 0, 0, 0, wp - o])]) : dPre;
-    // [N, co, Ho*Wp] -> [N, Ho*Wp, co]; ORT folds the transpose into the MatMul (transB).
-    const dPreT = g.transpose(g.op('Reshape', [dPreWide, g.ints64([0, l.co, len])]), [0, 2, 1]);
+    const dPreFlat = g.op('Reshape', [dPreWide, g.ints64([0, l.co, len])]);
+    const flatLen = (l.inSize + pt + pb + 1) * wp;
     for (let a = 0; a < l.k; a++)
       for (let b = 0; b < l.k; b++) {
         const off = a * wp + b;
-        const cols = g.op('Slice', [flat, g.ints64([off]), g.ints64([off + len]), g.ints64([2])]);
-        taps.push(g.op('MatMul', [cols, dPreT])); // [N, ci, co]
+        if (l.co < l.ci) {
+          // Fewer output than input channels (the decoder convs after a concat): copy the smaller
+          // operand per tap instead, dPre shifted by +off with zeros around, against all of x.
+          const shifted = g.op('Pad', [dPreFlat, g.ints64([0, 0, off, 0, 0, flatLen - off - len])]);
+          taps.push(g.op('MatMul', [flat, g.transpose(shifted, [0, 2, 1])])); // [N, ci, co]
+        } else {
+          const cols = g.op('Slice', [flat, g.ints64([off]), g.ints64([off + len]), g.ints64([2])]);
+          // [N, co, Ho*Wp] -> [N, Ho*Wp, co]; ORT folds the transpose into the MatMul (transB).
+          taps.push(g.op('MatMul', [cols, g.transpose(dPreFlat, [0, 2, 1])]));
+        }
       }
   } else {
     const xp = g.op('Pad', [x, g.ints64([0, 0, pt, pl, 0, 0, pb, pr])]);
