@@ -1,14 +1,18 @@
 /**
  * `npm run bench:serve [-- --model <package dir> --requests 100 --concurrency 4]`
  * Serving latency against the 100 ms per-image target: starts the real server on loopback, sends
- * multipart requests over HTTP with bounded concurrency, and prints p50/p95/p99 and throughput for
+ * multipart requests over HTTP with bounded concurrency from a separate client process
+ * (bench/serve-client.ts), and prints client-side p50/p95/p99, the server-reported timings (decode,
+ * inference, total) and throughput for
  *   1. one image per request, one client at a time (pure latency),
  *   2. one image per request, --concurrency clients (throughput; requests queue per model),
  *   3. --batch images per /v1/predict/batch request, one client (per-image cost when batching).
  * Without --model it exports a random-init package at 128 px with the reference widths (speed does not
- * depend on the weights).
+ * depend on the weights). `--same-process-client` runs the client on the server's event loop instead
+ * (how this benchmark worked before; its client-side numbers include the client's own work).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { fork } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -23,6 +27,7 @@ import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../
 import { loadDefaultScorer } from '../lib/serve/predictor';
 import { startServer } from '../lib/serve/start';
 import { positiveInt } from '../lib/util/cli-args';
+import { type ClientJob, type PhaseResult, percentile, runPhases } from './serve-client';
 
 const opts = new Command('bench:serve')
   .description('Serving latency benchmark (HTTP, loopback)')
@@ -38,6 +43,10 @@ const opts = new Command('bench:serve')
   .option('--concurrency <n>', 'parallel clients in phase 2', positiveInt, 4)
   .option('--batch <n>', 'images per request in phase 3', positiveInt, 8)
   .option('--no-heatmap', 'ask for scores only (no heatmap/mask PNGs in responses)')
+  .option(
+    '--same-process-client',
+    "run the load generator on the server's event loop (the old setup) instead of a child process",
+  )
   .addOption(
     new Option('--engine <name>', 'model forward pass (as npm run serve)')
       .choices([...INFERENCE_ENGINES])
@@ -57,17 +66,12 @@ const opts = new Command('bench:serve')
     concurrency: number;
     batch: number;
     heatmap: boolean;
+    sameProcessClient?: boolean;
     backend: BackendPreference;
     engine: InferenceEngine;
   }>();
 
 const TARGET_MS = 100;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx];
-}
 
 async function randomPackage(dir: string, size: number): Promise<string> {
   const widths = [16, 32, 64, 128];
@@ -96,68 +100,35 @@ async function randomPackage(dir: string, size: number): Promise<string> {
   return packageDir;
 }
 
-interface PhaseResult {
-  phase: string;
-  requests: number;
-  images: number;
-  concurrency: number;
-  wallS: number;
-  /** Client-side request latency divided by images per request. */
-  perImageMs: { p50: number; p95: number; p99: number; mean: number };
-  /** Server-reported model time per image (queue wait included). */
-  inferencePerImageMs: { p50: number; p95: number };
-  imagesPerSec: number;
-  failures: number;
-}
-
-async function phase(
-  name: string,
-  url: string,
-  body: () => FormData,
-  imagesPerRequest: number,
-  requests: number,
-  concurrency: number,
-): Promise<PhaseResult> {
-  const latencies: number[] = [];
-  const inference: number[] = [];
-  let failures = 0;
-  let next = 0;
-  const t0 = performance.now();
-  const client = async () => {
-    while (next < requests) {
-      next++;
-      const start = performance.now();
-      const res = await fetch(url, { method: 'POST', body: body() });
-      const json = (await res.json()) as { timings?: { inferenceMs: number } };
-      const ms = performance.now() - start;
-      if (!res.ok) {
-        failures++;
-        continue;
+/** Runs the phases in a forked bench/serve-client.ts (or on this event loop with --same-process-client). */
+async function runClient(job: ClientJob): Promise<PhaseResult[]> {
+  if (opts.sameProcessClient) return runPhases(job);
+  const child = fork(new URL('./serve-client.ts', import.meta.url), ['--bench-serve-client'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise<PhaseResult[]>((resolve, reject) => {
+    const results: PhaseResult[] = [];
+    let settled = false;
+    type Message =
+      | { type: 'phase'; result: PhaseResult }
+      | { type: 'done' }
+      | { type: 'error'; message: string };
+    child.on('message', (m: Message) => {
+      if (m.type === 'phase') results.push(m.result);
+      else if (m.type === 'done') {
+        settled = true;
+        resolve(results);
+      } else {
+        settled = true;
+        reject(new Error(`client process: ${m.message}`));
       }
-      latencies.push(ms / imagesPerRequest);
-      if (json.timings) inference.push(json.timings.inferenceMs / imagesPerRequest);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, client));
-  const wallS = (performance.now() - t0) / 1000;
-  latencies.sort((a, b) => a - b);
-  inference.sort((a, b) => a - b);
-  return {
-    phase: name,
-    requests,
-    images: latencies.length * imagesPerRequest,
-    concurrency,
-    wallS,
-    perImageMs: {
-      p50: percentile(latencies, 50),
-      p95: percentile(latencies, 95),
-      p99: percentile(latencies, 99),
-      mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
-    },
-    inferencePerImageMs: { p50: percentile(inference, 50), p95: percentile(inference, 95) },
-    imagesPerSec: (latencies.length * imagesPerRequest) / wallS,
-    failures,
-  };
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (!settled) reject(new Error(`client process exited with code ${code} before finishing`));
+    });
+    child.send(job);
+  });
 }
 
 async function main(): Promise<void> {
@@ -184,19 +155,8 @@ async function main(): Promise<void> {
     })
       .png()
       .toBuffer();
-    const blob = new Blob([new Uint8Array(png)], { type: 'image/png' });
-    const single = () => {
-      const f = new FormData();
-      f.append('category', m.category);
-      f.append('image', blob, 'bench.png');
-      return f;
-    };
-    const batch = () => {
-      const f = new FormData();
-      f.append('category', m.category);
-      for (let i = 0; i < opts.batch; i++) f.append('images', blob, `bench-${i}.png`);
-      return f;
-    };
+    const pngPath = join(tmp, 'bench.png');
+    await writeFile(pngPath, png);
     const q = opts.heatmap ? '' : '?heatmap=false';
     // Reference without HTTP: the model + anomaly map alone (lib/eval scoreImages), batch 1 and --batch,
     // so the serving overhead can be read off one run even on a busy machine (compare ratios, not times).
@@ -217,31 +177,43 @@ async function main(): Promise<void> {
     };
     const ref1 = await inProcess(1);
     const refB = await inProcess(opts.batch);
-    // Warm-up: first calls compile wasm kernels and allocate.
-    await phase('warmup', `${server.url}/v1/predict${q}`, single, 1, 5, 1);
-    const results = [
-      await phase('single, 1 client', `${server.url}/v1/predict${q}`, single, 1, opts.requests, 1),
-      await phase(
-        `single, ${opts.concurrency} clients`,
-        `${server.url}/v1/predict${q}`,
-        single,
-        1,
-        opts.requests,
-        opts.concurrency,
-      ),
-      await phase(
-        `batch of ${opts.batch}, 1 client`,
-        `${server.url}/v1/predict/batch${q}`,
-        batch,
-        opts.batch,
-        Math.max(1, Math.ceil(opts.requests / opts.batch)),
-        1,
-      ),
-    ];
+    const single = `/v1/predict${q}`;
+    const phases = await runClient({
+      baseUrl: server.url,
+      category: m.category,
+      pngPath,
+      phases: [
+        // Warm-up (dropped): first calls allocate and warm the JIT on both sides.
+        { name: 'warmup', path: single, imagesPerRequest: 1, requests: 5, concurrency: 1 },
+        {
+          name: 'single, 1 client',
+          path: single,
+          imagesPerRequest: 1,
+          requests: opts.requests,
+          concurrency: 1,
+        },
+        {
+          name: `single, ${opts.concurrency} clients`,
+          path: single,
+          imagesPerRequest: 1,
+          requests: opts.requests,
+          concurrency: opts.concurrency,
+        },
+        {
+          name: `batch of ${opts.batch}, 1 client`,
+          path: `/v1/predict/batch${q}`,
+          imagesPerRequest: opts.batch,
+          requests: Math.max(1, Math.ceil(opts.requests / opts.batch)),
+          concurrency: 1,
+        },
+      ],
+    });
+    const results = phases.slice(1);
     await server.app.close();
     await engineScorer.release();
 
     const f = (v: number) => v.toFixed(1);
+    const pair = (q: { p50: number; p95: number }) => `${f(q.p50)} / ${f(q.p95)}`;
     const size = m.pkg.preprocess.imageSize;
     const lines = [
       `model: ${m.category}/${m.pkg.metadata.runId}, ${size}x${size}, widths ${m.pkg.metadata.architecture.widths.join(',')}; ` +
@@ -249,20 +221,25 @@ async function main(): Promise<void> {
         `backend ${backend.name} (${backend.reason}); input PNG ${opts.inputSize}x${opts.inputSize}; ` +
         `heatmaps ${opts.heatmap ? 'on' : 'off'}; node ${process.version}, tfjs ${tf.version.tfjs}`,
       '',
-      '| phase | images | per-image p50 ms | p95 ms | p99 ms | model ms/img p50 | img/s | p95 <= 100 ms |',
-      '|---|---|---|---|---|---|---|---|',
-      ...results.map(
-        (r) =>
-          `| ${r.phase} | ${r.images}${r.failures ? ` (${r.failures} failed)` : ''} | ${f(r.perImageMs.p50)} | ${f(r.perImageMs.p95)} | ${f(r.perImageMs.p99)} | ${f(r.inferencePerImageMs.p50)} | ${f(r.imagesPerSec)} | ${r.perImageMs.p95 <= TARGET_MS ? 'yes' : 'NO'} |`,
-      ),
-      `| in-process scoreImages, batch 1 (no HTTP) | - | ${f(ref1.p50)} | ${f(ref1.p95)} | - | ${f(ref1.p50)} | ${f(1000 / ref1.p50)} | ${ref1.p95 <= TARGET_MS ? 'yes' : 'NO'} |`,
-      `| in-process scoreImages, batch ${opts.batch} (no HTTP) | - | ${f(refB.p50)} | ${f(refB.p95)} | - | ${f(refB.p50)} | ${f(1000 / refB.p50)} | ${refB.p95 <= TARGET_MS ? 'yes' : 'NO'} |`,
+      '| phase | images | per-image p50 ms | p95 ms | p99 ms | server total p50 / p95 | decode p50 / p95 | model p50 / p95 | after model p50 / p95 | img/s | p95 <= 100 ms |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
+      ...results.map((r) => {
+        const s = r.server;
+        return `| ${r.phase} | ${r.images}${r.failures ? ` (${r.failures} failed)` : ''} | ${f(r.perImageMs.p50)} | ${f(r.perImageMs.p95)} | ${f(r.perImageMs.p99)} | ${pair(s.totalMs)} | ${pair(s.decodeMs)} | ${pair(s.inferenceMs)} | ${pair(s.afterModelMs)} | ${f(r.imagesPerSec)} | ${r.perImageMs.p95 <= TARGET_MS ? 'yes' : 'NO'} |`;
+      }),
+      `| in-process scoreImages, batch 1 (no HTTP) | - | ${f(ref1.p50)} | ${f(ref1.p95)} | - | - | - | ${pair(ref1)} | - | ${f(1000 / ref1.p50)} | ${ref1.p95 <= TARGET_MS ? 'yes' : 'NO'} |`,
+      `| in-process scoreImages, batch ${opts.batch} (no HTTP) | - | ${f(refB.p50)} | ${f(refB.p95)} | - | - | - | ${pair(refB)} | - | ${f(1000 / refB.p50)} | ${refB.p95 <= TARGET_MS ? 'yes' : 'NO'} |`,
       '',
       `load average at the end: ${loadavg()
         .map((l) => l.toFixed(2))
         .join(', ')} on ${cpus().length} CPUs`,
+      `client: ${opts.sameProcessClient ? "on the server's event loop (--same-process-client)" : 'a separate process (same machine, so it still competes for the cores)'}`,
       'per-image = client-side request latency / images per request (HTTP, multipart, decode, inference, PNG encoding);',
       'with several clients it includes waiting in the per-model queue (one batch at a time per model; the ONNX engine uses every core for it).',
+      "server columns = the response's timings / images per request: total = handler start to response object (body upload and",
+      'multipart parsing included, JSON serialisation and sending not); decode = reading the upload + decoding and resizing;',
+      'model = waiting for and running the inference batch; after model = total - decode - model of each request',
+      '(heatmap/mask PNG encoding, metrics, building the result).',
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

@@ -246,6 +246,14 @@ export async function buildServer(
       const size = spec.imageSize;
       const pixelThreshold = model.pkg.calibration.pixelThreshold;
       const withImages = wantImages(req);
+      // Every image's PNGs are encoded at once (sharp's thread pool), not one image after the other.
+      const encoded = await Promise.all(
+        out.predictions.map((p) =>
+          withImages
+            ? Promise.all([heatmapPng(p.map, size, pixelThreshold), maskPng(p.map, size, pixelThreshold)])
+            : null,
+        ),
+      );
       for (const [i, p] of out.predictions.entries()) {
         const { d, name } = ok[i];
         metrics.images.inc({ category: model.category, verdict: p.verdict });
@@ -259,13 +267,10 @@ export async function buildServer(
           defectArea: p.defectArea,
           image: { format: d.format, width: d.width, height: d.height },
         };
-        if (withImages) {
-          const [heat, mask] = await Promise.all([
-            heatmapPng(p.map, size, pixelThreshold),
-            maskPng(p.map, size, pixelThreshold),
-          ]);
-          r.heatmap = pngUri(heat);
-          r.mask = pngUri(mask);
+        const pngs = encoded[i];
+        if (pngs) {
+          r.heatmap = pngUri(pngs[0]);
+          r.mask = pngUri(pngs[1]);
         }
         results.push(r);
       }

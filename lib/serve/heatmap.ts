@@ -13,19 +13,26 @@ export function heatLevel(v: number, pixelThreshold: number): number {
   return Math.min(1, Math.max(0, t));
 }
 
+/**
+ * One jet channel. At module level on purpose: under tsx (esbuild keepNames) every closure created at
+ * run time is renamed with Object.defineProperty, and a closure per pixel made a 128 px heatmap cost
+ * ~10 ms of event-loop time per request (measured, bench:serve).
+ */
+const jetChannel = (x: number) => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(x))));
+
 /** Jet colour map (blue -> cyan -> yellow -> red), t in [0,1]. */
 export function jet(t: number): [number, number, number] {
-  const c = (x: number) => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(x))));
-  return [c(4 * t - 3), c(4 * t - 2), c(4 * t - 1)];
+  return [jetChannel(4 * t - 3), jetChannel(4 * t - 2), jetChannel(4 * t - 1)];
 }
 
+/** jet(heatLevel(v)) per pixel, without a temporary array per pixel (same arithmetic, same bytes). */
 function heatRgb(map: Float32Array, pixelThreshold: number): Buffer {
   const out = Buffer.alloc(map.length * 3);
   for (let i = 0; i < map.length; i++) {
-    const [r, g, b] = jet(heatLevel(map[i], pixelThreshold));
-    out[i * 3] = r;
-    out[i * 3 + 1] = g;
-    out[i * 3 + 2] = b;
+    const t = heatLevel(map[i], pixelThreshold);
+    out[i * 3] = jetChannel(4 * t - 3);
+    out[i * 3 + 1] = jetChannel(4 * t - 2);
+    out[i * 3 + 2] = jetChannel(4 * t - 1);
   }
   return out;
 }
