@@ -216,14 +216,17 @@ function finish(summary: PipelineSummary): number {
   return summary.status === 'completed' ? 0 : 1;
 }
 
-/** Ctrl-C in embedded mode: stop workers (they checkpoint); the run stays resumable. */
+/**
+ * Ctrl-C. Embedded mode: the session stops the workers (training checkpoints) and the server, then
+ * exits 130; the run stays resumable. Cluster mode: detach, the run continues there.
+ */
 function onInterrupt(runId: string, session: TemporalSession): () => void {
+  if (session.embedded) {
+    session.interruptNote = `\nInterrupted: stopping workers (training checkpoints). Continue with: npm run pipeline -- resume ${runId}`;
+    return () => {};
+  }
   const handler = (): void => {
-    note(
-      session.embedded
-        ? `\nInterrupted: stopping workers (training checkpoints). Continue with: npm run pipeline -- resume ${runId}`
-        : `\nDetached; the run continues on the cluster. Follow with: npm run pipeline -- status ${runId}`,
-    );
+    note(`\nDetached; the run continues on the cluster. Follow with: npm run pipeline -- status ${runId}`);
     void session.close().finally(() => process.exit(130));
   };
   process.once('SIGINT', handler);

@@ -68,6 +68,8 @@ export interface DevServerOptions {
   logFile?: string;
   /** How long to wait for the server to accept connections. */
   startTimeoutMs?: number;
+  /** Own process group: a Ctrl-C in the terminal does not reach it, only `stop()` does. */
+  detached?: boolean;
 }
 
 export interface DevServer {
@@ -91,7 +93,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   for (const key of Object.values(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${key.name}=Keyword`);
 
   const out = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
-  const child = spawn(binary, args, { stdio: ['ignore', out, out] });
+  const child = spawn(binary, args, { stdio: ['ignore', out, out], detached: opts.detached ?? false });
   const address = `${ip}:${port}`;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ready = waitForServer(address, opts.startTimeoutMs ?? 60_000);

@@ -2,21 +2,29 @@
  * How the CLI reaches Temporal. With TEMPORAL_ADDRESS: that cluster, and workers are expected to
  * be running elsewhere (`npm run worker`). Without it (embedded mode): a local dev server on
  * 127.0.0.1:7233 (reused when one is already listening, else started with its state in
- * `.state/temporal.db` and the Web UI on :8233) plus worker processes started from worker.ts; both
- * are stopped again by `close()` if this session started them.
+ * `.state/temporal.db` and the Web UI on :8233; ANOMALY_SPOTTER_TEMPORAL_PORT and
+ * ANOMALY_SPOTTER_STATE_DIR override both) plus worker processes started from worker.ts; both
+ * are stopped again by `close()` (or on Ctrl-C) if this session started them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { REPO_ROOT } from '../lib/config/paths';
+import { UserError } from '../lib/util/errors';
 import { type TemporalTarget, targetFromEnv } from './connection';
 import { type DevServer, isPortOpen, startDevServer, waitForServer } from './dev-server';
 import { ensureSearchAttributes } from './search-attributes';
 
 export const EMBEDDED_ADDRESS = '127.0.0.1:7233';
 export const EMBEDDED_UI_PORT = 8233;
+/** Embedded server port (Web UI on port + 1000) and state dir: lets tests run their own, isolated. */
+export const EMBEDDED_PORT_ENV = 'ANOMALY_SPOTTER_TEMPORAL_PORT';
+export const STATE_DIR_ENV = 'ANOMALY_SPOTTER_STATE_DIR';
+const SESSION_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const DEFAULT_INTERRUPT_NOTE = '\nInterrupted: stopping the embedded workers and server.';
 const WORKER_ENTRY = fileURLToPath(new URL('../worker.ts', import.meta.url));
 
 export interface WorkerSpec {
@@ -35,6 +43,9 @@ export interface TemporalSession {
   workerLog?: string;
   /** Rejects when the embedded workers exit before close() (e.g. a startup error). */
   workersExited?: Promise<never>;
+  /** Embedded: printed when Ctrl-C (or kill) makes the session stop its workers and server, then exit. */
+  interruptNote?: string;
+  /** Stops what this session started (workers, then server); idempotent. */
   close(): Promise<void>;
 }
 
@@ -74,32 +85,91 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     };
   }
 
-  const stateDir = opts.stateDir ?? join(REPO_ROOT, '.state');
+  const stateDir = opts.stateDir ?? (process.env[STATE_DIR_ENV]?.trim() || join(REPO_ROOT, '.state'));
   mkdirSync(stateDir, { recursive: true });
+  const port = embeddedPort();
+  const address = `127.0.0.1:${port}`;
+  const uiPort = port + (EMBEDDED_UI_PORT - 7233);
+  let serverStart: Promise<DevServer> | undefined;
+  let connection: Connection | undefined;
+  let workers: ChildProcess | undefined;
+  let closing: Promise<void> | undefined;
+
+  // The server runs in its own process group (see below), so it no longer dies with the terminal's:
+  // this process stops it on Ctrl-C, kill and hang-up (workers first: training checkpoints), and
+  // as a last resort when it exits without close(). One Ctrl-C often arrives more than once (the
+  // terminal signals the whole process group, npm forwards it too): repeats are ignored.
+  let serverProcess: ChildProcess | undefined;
+  const stopServerOnExit = (): void => {
+    if (serverProcess && serverProcess.exitCode === null && serverProcess.signalCode === null)
+      serverProcess.kill('SIGTERM');
+  };
+  let interruptNote = DEFAULT_INTERRUPT_NOTE;
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    log(interruptNote);
+    void closeOnce().finally(() => process.exit(128 + osConstants.signals[signal]));
+  };
+  process.on('exit', stopServerOnExit);
+  for (const signal of SESSION_SIGNALS) process.on(signal, onSignal);
+
+  const close = async (): Promise<void> => {
+    if (workers && workers.exitCode === null && workers.signalCode === null) {
+      const child = workers;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      // SIGTERM: workers cancel running activities (training checkpoints) and drain.
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 70_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    // Also when interrupted while it was starting.
+    const started = await serverStart?.catch(() => undefined);
+    await started?.stop();
+    process.off('exit', stopServerOnExit);
+    for (const signal of SESSION_SIGNALS) process.off(signal, onSignal);
+    // Last: after an interrupt, calls of the progress view are still in flight; closing the
+    // channel under them makes their retry timers throw ("Channel has been shut down") unless the
+    // process exits right after, which it then does.
+    await connection?.close();
+  };
+  const closeOnce = (): Promise<void> => {
+    closing ??= close();
+    return closing;
+  };
+
+  // A failure below leaves the process soon (exit code 2): the exit hook then stops the server.
   let server: DevServer | undefined;
-  if (await isPortOpen(EMBEDDED_ADDRESS)) {
-    await waitForServer(EMBEDDED_ADDRESS, 10_000);
-    log(`Using the Temporal server already running at ${EMBEDDED_ADDRESS}`);
+  if (await isPortOpen(address)) {
+    await waitForServer(address, 10_000);
+    log(`Using the Temporal server already running at ${address}`);
   } else {
     log(`Starting the embedded Temporal dev server (state: ${join(stateDir, 'temporal.db')}) ...`);
-    server = await startDevServer({
-      port: 7233,
-      uiPort: EMBEDDED_UI_PORT,
+    serverStart = startDevServer({
+      port,
+      uiPort,
       dbFile: join(stateDir, 'temporal.db'),
       logFile: join(stateDir, 'temporal-server.log'),
+      // Ctrl-C must not reach it: it has to outlive the draining workers so that their last
+      // reports (the cancelled training attempt) arrive; otherwise `resume` waits for the train
+      // step's heartbeat timeout before it retries.
+      detached: true,
     });
+    server = await serverStart;
+    serverProcess = server.process;
   }
-  const target: TemporalTarget = { address: EMBEDDED_ADDRESS, namespace: 'default' };
-  const connection = await Connection.connect({ address: target.address });
+  const target: TemporalTarget = { address, namespace: 'default' };
+  connection = await Connection.connect({ address: target.address });
   const client = new Client({ connection, namespace: target.namespace });
   // A reused server may have been started without our --search-attribute flags.
   if (!server) await ensureSearchAttributes(connection, target.namespace);
 
-  let workers: ChildProcess | undefined;
   let workerLog: string | undefined;
   let workersExited: Promise<never> | undefined;
-  let closing = false;
-  if (opts.workers) {
+  // Not once interrupted: close() has already passed the point where it stops them.
+  if (opts.workers && !closing) {
     workerLog = join(stateDir, 'logs', `worker-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
     mkdirSync(join(stateDir, 'logs'), { recursive: true });
     const out = openSync(workerLog, 'a');
@@ -121,28 +191,32 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     workersExited.catch(() => {});
   }
 
-  return {
+  const session: TemporalSession = {
     client,
     target,
     embedded: true,
-    uiUrl: server?.uiUrl ?? `http://127.0.0.1:${EMBEDDED_UI_PORT}`,
+    uiUrl: server?.uiUrl ?? `http://127.0.0.1:${uiPort}`,
     workerLog,
     workersExited,
-    async close() {
-      closing = true;
-      if (workers && workers.exitCode === null && workers.signalCode === null) {
-        const child = workers;
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        // SIGTERM: workers cancel running activities (training checkpoints) and drain.
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 70_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      await connection.close();
-      await server?.stop();
+    get interruptNote() {
+      return interruptNote;
     },
+    set interruptNote(note: string | undefined) {
+      interruptNote = note ?? DEFAULT_INTERRUPT_NOTE;
+    },
+    close: closeOnce,
   };
+  return session;
+}
+
+function embeddedPort(): number {
+  const raw = process.env[EMBEDDED_PORT_ENV]?.trim();
+  if (!raw) return 7233;
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port < 1 || port > 65535 - 1000) {
+    throw new UserError('INVALID_ARGUMENT', `${EMBEDDED_PORT_ENV}=${raw}: expected a port number (1-64535)`);
+  }
+  return port;
 }
 
 /** Web UI link of a workflow. */

@@ -169,11 +169,20 @@ async function runSingleWorker(
   cpuSlots?: number,
 ): Promise<void> {
   const connection = await connectWorker(target);
+  // Ctrl-C reaches a training child twice: from the terminal (same process group) and relayed by
+  // the supervisor. The Runtime (set up by the connection) stops listening after the first signal,
+  // so without a listener of our own the second one would kill the process mid-checkpoint. The
+  // drain is bounded anyway (shutdownForceTime).
+  const ignoreRepeat = (): void => {};
+  process.on('SIGINT', ignoreRepeat);
+  process.on('SIGTERM', ignoreRepeat);
   try {
     const worker = await createRoleWorker(connection, target.namespace, registry, { role, cpuSlots });
     // Runtime's default shutdown signals (SIGINT, SIGTERM, ...) call worker.shutdown(); run() resolves when drained.
     await worker.run();
   } finally {
+    process.off('SIGINT', ignoreRepeat);
+    process.off('SIGTERM', ignoreRepeat);
     await connection.close();
   }
 }
