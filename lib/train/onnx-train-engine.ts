@@ -155,7 +155,7 @@ export class OnnxTrainEngine implements TrainEngine {
     const where = this.lossGraph
       ? `the loss (${this.lossGraph.terms.join(', ') || 'none'}) and its gradient`
       : 'the loss and its gradient on tfjs (perceptual model)';
-    return `ONNX Runtime ${this.ort.env.versions.common} CPU, ${this.threads} thread(s): forward and backward pass; ${where}`;
+    return `ONNX Runtime ${this.ort.env.versions.common} CPU, ${this.threads} thread(s), float32 (no mixed precision): forward and backward pass; ${where}`;
   }
 
   private paramFeeds(which: 'all' | 'kernels'): Record<string, Ort.Tensor> {
