@@ -184,6 +184,9 @@ describe('ONNX training engine', () => {
       expect(a.loss).toBeCloseTo(b.loss, 4);
       for (const k of ['mse', 'ssim', 'edge'] as const) expect(a.terms[k]).toBeCloseTo(b.terms[k] ?? NaN, 4);
     }
+    // Validation loss of the same weights-to-be on both engines (evaluate does not update).
+    const held = batch(c, 2, 9);
+    expect(await onnx.engine.evaluate(held, 2)).toBeCloseTo(await tfjs.engine.evaluate(held, 2), 4);
     await onnx.engine.syncToModel();
     const wa = onnx.model.getWeights();
     const wb = tfjs.model.getWeights();

@@ -25,6 +25,8 @@ export interface TrainEngine {
   readonly description: string;
   /** One optimisation step on `n` NHWC images in [0, 1] at learning rate `lr`. */
   step(images: Float32Array, n: number, lr: number): Promise<StepOutput>;
+  /** The configured loss of the current weights on `n` NHWC images (validation; no update). */
+  evaluate(images: Float32Array, n: number): Promise<number>;
   /** Makes the tfjs model and optimizer current (before validation, checkpoints, image logs). */
   syncToModel(): Promise<void>;
   /** Takes weights and optimizer state from the tfjs model and optimizer (after a resume). */

@@ -196,6 +196,32 @@ export class OnnxTrainEngine implements TrainEngine {
     return { loss: loss.loss, terms: loss.terms };
   }
 
+  async evaluate(images: Float32Array, n: number): Promise<number> {
+    const s = this.cfg.image_size;
+    const image = new this.ort.Tensor('float32', images, [n, s, s, 3]);
+    const fwd = await this.forward.run({ [TRAIN_INPUT]: image, ...this.paramFeeds('all') });
+    try {
+      if (this.lossGraph) {
+        const loss = await this.onnxLoss(this.lossGraph, image, fwd[TRAIN_OUTPUT]);
+        loss.grad.dispose();
+        return loss.loss;
+      }
+      // A perceptual model: the value on tfjs, no gradient.
+      const v = tf.tidy(
+        () =>
+          this.loss.compute(
+            tf.tensor4d(images, [n, s, s, 3]),
+            tf.tensor4d(fwd[TRAIN_OUTPUT].data as Float32Array, [n, s, s, 3]),
+          ).total,
+      );
+      const value = (await v.data())[0];
+      v.dispose();
+      return value;
+    } finally {
+      for (const t of Object.values(fwd)) t.dispose();
+    }
+  }
+
   /** The loss graph on ONNX Runtime; its outputs other than the gradient are released here. */
   private async onnxLoss(graph: LossGraph, image: Ort.Tensor, pred: Ort.Tensor): Promise<LossResult> {
     const out = await graph.session.run({ [LOSS_TARGET]: image, [LOSS_PRED]: pred });

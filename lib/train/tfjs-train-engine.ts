@@ -86,6 +86,17 @@ export class TfjsTrainEngine implements TrainEngine {
     }
   }
 
+  async evaluate(images: Float32Array, n: number): Promise<number> {
+    const s = this.cfg.image_size;
+    const v = tf.tidy(() => {
+      const x = tf.tensor4d(images, [n, s, s, 3]);
+      return this.loss.compute(x, this.model.predict(x) as tf.Tensor4D).total;
+    });
+    const value = (await v.data())[0];
+    v.dispose();
+    return value;
+  }
+
   async syncToModel(): Promise<void> {}
   async syncFromModel(): Promise<void> {}
   async release(): Promise<void> {}

@@ -31,7 +31,7 @@ import {
   type TrainState,
 } from './checkpoints';
 import { EarlyStopping } from './early-stopping';
-import { createTrainEngine } from './engine';
+import { createTrainEngine, type TrainEngine } from './engine';
 import { LrSchedule } from './schedule';
 import { createOptimizer } from './tfjs-train-engine';
 
@@ -104,21 +104,12 @@ function batchTensor(data: Float32Array, n: number, size: number): tf.Tensor4D {
   return tf.tensor4d(data, [n, size, size, 3]);
 }
 
-async function validate(
-  model: tf.LayersModel,
-  loss: LossFunction,
-  val: CachedSplit,
-  batchSize: number,
-): Promise<number> {
+/** Mean loss over the validation split, on the training engine (same loss, current weights). */
+async function validate(engine: TrainEngine, val: CachedSplit, batchSize: number): Promise<number> {
   let sum = 0;
   for (let start = 0; start < val.count; start += batchSize) {
     const idx = Array.from({ length: Math.min(batchSize, val.count - start) }, (_, i) => start + i);
-    const v = tf.tidy(() => {
-      const x = batchTensor(toFloatBatch(val.images, idx, val.size), idx.length, val.size);
-      return loss.compute(x, model.predict(x) as tf.Tensor4D).total;
-    });
-    sum += v.dataSync()[0] * idx.length;
-    v.dispose();
+    sum += (await engine.evaluate(toFloatBatch(val.images, idx, val.size), idx.length)) * idx.length;
   }
   return sum / val.count;
 }
@@ -278,7 +269,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       epochSeconds += (performance.now() - tEpoch) / 1000;
       tEpoch = performance.now();
-      await engine.syncToModel(); // validation, checkpoints and image logs read the tfjs model
+      await engine.syncToModel(); // checkpoints and image logs read the tfjs model
       const trainLoss = lossSum / seen;
       opts.onProgress?.({
         stage: 'validate',
@@ -287,7 +278,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         batch: batchesPerEpoch,
         totalBatches: batchesPerEpoch,
       });
-      const valLoss = val ? await validate(model, loss, val, batchSize) : trainLoss;
+      const valLoss = val ? await validate(engine, val, batchSize) : trainLoss;
       const terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen]));
       const record: EpochRecord = {
         epoch: epoch + 1,
