@@ -56,8 +56,6 @@ const widths = o.widths.split(',').map(Number);
 const steps = Number(o.steps);
 
 interface Ours {
-  engine: string;
-  threads: number;
   trainMsPerStep: number;
   /** mse + ssim + edge, with clipping: what the pipeline trains with. */
   fullLossMsPerStep: number;
@@ -129,8 +127,6 @@ async function measureOurs(kind: 'onnx' | 'tfjs', threads: number, b: number, nS
   await release();
   model.dispose();
   return {
-    engine: kind,
-    threads,
     trainMsPerStep: mse.ms,
     fullLossMsPerStep: full.ms,
     inferMsPerBatch: inferMs,

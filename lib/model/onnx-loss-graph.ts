@@ -28,14 +28,15 @@
 import { EDGE_EPS, type LossTerm, SOBEL_X, SOBEL_Y } from './losses';
 import { GraphBuilder } from './onnx-graph';
 import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';
+import { TRAIN_OUTPUT_GRAD } from './onnx-train-graph';
 import { gaussianKernel1d, SSIM_DEFAULTS } from './ssim';
 
 export const LOSS_TARGET = 'target';
 export const LOSS_PRED = 'reconstruction';
 /** Weighted total, shape []. */
 export const LOSS_TOTAL = 'loss';
-/** dTotal/dReconstruction, NHWC; the same name as the backward graph's input (TRAIN_OUTPUT_GRAD). */
-export const LOSS_GRAD = 'grad/reconstruction';
+/** dTotal/dReconstruction, NHWC; named as the backward graph's input, so it feeds it as is. */
+export const LOSS_GRAD = TRAIN_OUTPUT_GRAD;
 /** The unweighted value of one term, shape []. */
 export const lossTermName = (term: OnnxLossTerm) => `loss/${term}`;
 

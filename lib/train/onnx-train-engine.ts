@@ -40,6 +40,7 @@ import {
 } from '../model/onnx-train-graph';
 import { type AdamSlot, adamStep, clipByGlobalNorm } from './adam';
 import type { StepOutput, TrainEngine } from './engine';
+import { tfjsLossValue } from './tfjs-train-engine';
 
 export interface OnnxTrainEngineOptions {
   /** Intra-op threads of every session. */
@@ -207,16 +208,8 @@ export class OnnxTrainEngine implements TrainEngine {
         return loss.loss;
       }
       // A perceptual model: the value on tfjs, no gradient.
-      const v = tf.tidy(
-        () =>
-          this.loss.compute(
-            tf.tensor4d(images, [n, s, s, 3]),
-            tf.tensor4d(fwd[TRAIN_OUTPUT].data as Float32Array, [n, s, s, 3]),
-          ).total,
-      );
-      const value = (await v.data())[0];
-      v.dispose();
-      return value;
+      const pred = fwd[TRAIN_OUTPUT].data as Float32Array;
+      return await tfjsLossValue(this.loss, images, n, s, () => tf.tensor4d(pred, [n, s, s, 3]));
     } finally {
       for (const t of Object.values(fwd)) t.dispose();
     }

@@ -64,6 +64,23 @@ export function createOptimizer(cfg: TrainingConfig): tf.Optimizer {
   return tf.train.adam(cfg.optimizer.lr);
 }
 
+/** The configured loss (value only) of `n` images against the reconstruction `recon` makes of them. */
+export async function tfjsLossValue(
+  loss: LossFunction,
+  images: Float32Array,
+  n: number,
+  size: number,
+  recon: (x: tf.Tensor4D) => tf.Tensor4D,
+): Promise<number> {
+  const v = tf.tidy(() => {
+    const x = tf.tensor4d(images, [n, size, size, 3]);
+    return loss.compute(x, recon(x)).total;
+  });
+  const value = (await v.data())[0];
+  v.dispose();
+  return value;
+}
+
 /** trainOnBatch behind the engine interface; the model and optimizer are always current. */
 export class TfjsTrainEngine implements TrainEngine {
   readonly name = 'tfjs' as const;
@@ -88,13 +105,7 @@ export class TfjsTrainEngine implements TrainEngine {
 
   async evaluate(images: Float32Array, n: number): Promise<number> {
     const s = this.cfg.image_size;
-    const v = tf.tidy(() => {
-      const x = tf.tensor4d(images, [n, s, s, 3]);
-      return this.loss.compute(x, this.model.predict(x) as tf.Tensor4D).total;
-    });
-    const value = (await v.data())[0];
-    v.dispose();
-    return value;
+    return tfjsLossValue(this.loss, images, n, s, (x) => this.model.predict(x) as tf.Tensor4D);
   }
 
   async syncToModel(): Promise<void> {}
