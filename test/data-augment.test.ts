@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { augmentationSchema } from '../lib/config/schema';
+import { augmentationSchema, syntheticDefectsSchema } from '../lib/config/schema';
 import { augmentBatch, toFloatBatch } from '../lib/data/augment';
+import { withSyntheticDefects } from '../lib/data/synthetic-defects';
 import { Rng } from '../lib/util/rng';
 
 const S = 16;
@@ -111,5 +112,64 @@ describe('augmentation', () => {
     const ms = performance.now() - t0;
     expect(out).toHaveLength(32 * size * size * 3);
     expect(ms).toBeLessThan(3000); // typically ~150 ms; generous for a loaded 2-core CI machine
+  });
+});
+
+describe('synthetic defects', () => {
+  const defects = (over: object) => syntheticDefectsSchema.parse(over);
+  const clean = toFloatBatch(batch(6), [0, 1, 2, 3, 4, 5], S);
+
+  it('probability 0 trains on the clean images themselves', () => {
+    expect(withSyntheticDefects(clean, 6, S, defects({ probability: 0 }), new Rng(1))).toBe(clean);
+  });
+
+  it('pastes patches into a copy: deterministic per seed, in range, bounded in size, clean left as it was', () => {
+    const before = clean.slice();
+    const cfg = defects({ probability: 1, max_count: 1, min_size: 0.25, max_size: 0.25 });
+    const a = withSyntheticDefects(clean, 6, S, cfg, new Rng(3));
+    const b = withSyntheticDefects(clean, 6, S, cfg, new Rng(3));
+    expect(a).toEqual(b);
+    expect(clean).toEqual(before);
+    expect(a.every((v) => v >= 0 && v <= 1)).toBe(true);
+    const per = S * S * 3;
+    for (let img = 0; img < 6; img++) {
+      // One 4x4 patch (0.25 of 16 px): some pixels changed, all inside a 4x4 box.
+      const changed: [number, number][] = [];
+      for (let i = 0; i < S * S; i++) {
+        const o = img * per + i * 3;
+        if ([0, 1, 2].some((k) => a[o + k] !== clean[o + k])) changed.push([i % S, Math.floor(i / S)]);
+      }
+      expect(changed.length).toBeGreaterThan(0);
+      const xs = changed.map(([x]) => x);
+      const ys = changed.map(([, y]) => y);
+      expect(Math.max(...xs) - Math.min(...xs)).toBeLessThan(4);
+      expect(Math.max(...ys) - Math.min(...ys)).toBeLessThan(4);
+    }
+    const other = withSyntheticDefects(clean, 6, S, cfg, new Rng(4));
+    expect(other).not.toEqual(a);
+  });
+
+  it('probability is the share of images that get defects', () => {
+    const n = 400;
+    const many = toFloatBatch(batch(1), new Array(n).fill(0), S);
+    const out = withSyntheticDefects(many, n, S, defects({ probability: 0.3 }), new Rng(9));
+    const per = S * S * 3;
+    let hit = 0;
+    for (let img = 0; img < n; img++) {
+      for (let k = img * per; k < (img + 1) * per; k++) {
+        if (out[k] !== many[k]) {
+          hit++;
+          break;
+        }
+      }
+    }
+    expect(hit / n).toBeGreaterThan(0.22);
+    expect(hit / n).toBeLessThan(0.38);
+  });
+
+  it('rejects min_size above max_size, naming the field', () => {
+    const r = syntheticDefectsSchema.safeParse({ min_size: 0.5, max_size: 0.2 });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0].path).toEqual(['min_size']);
   });
 });

@@ -20,6 +20,23 @@ export const augmentationSchema = z
   })
   .strict();
 
+/** Patches pasted into training inputs, to be removed by the network (lib/data/synthetic-defects). */
+export const syntheticDefectsSchema = z
+  .object({
+    /** Share of training images that get defects; 0 turns them off (plain reconstruction). */
+    probability: unit.default(0.5),
+    /** Defects per chosen image: 1 to max_count. */
+    max_count: z.number().int().min(1).max(8).default(2),
+    /** Side of a defect, as a fraction of the image side. */
+    min_size: z.number().gt(0).max(1).default(0.05),
+    max_size: z.number().gt(0).max(1).default(0.25),
+  })
+  .strict()
+  .refine((d) => d.min_size <= d.max_size, {
+    message: 'min_size must not exceed max_size',
+    path: ['min_size'],
+  });
+
 export const lossSchema = z
   .object({
     mse: z.number().min(0).default(1.0),
@@ -92,6 +109,7 @@ export const trainingConfigSchema = z
       .default({ widths: [16, 32, 64, 128] }),
     loss: lossSchema.default(lossSchema.parse({})),
     augmentation: augmentationSchema.default(augmentationSchema.parse({})),
+    synthetic_defects: syntheticDefectsSchema.default(syntheticDefectsSchema.parse({})),
     checkpoint: z
       .object({ every_epochs: positiveInt.default(1), keep_last: positiveInt.default(3) })
       .strict()
@@ -107,6 +125,7 @@ export const trainingConfigSchema = z
 
 export type TrainingConfig = z.infer<typeof trainingConfigSchema>;
 export type AugmentationConfig = z.infer<typeof augmentationSchema>;
+export type SyntheticDefectsConfig = z.infer<typeof syntheticDefectsSchema>;
 export type LossConfig = z.infer<typeof lossSchema>;
 export type AnomalyMapConfig = z.infer<typeof anomalyMapSchema>;
 export type ThresholdConfig = z.infer<typeof thresholdSchema>;

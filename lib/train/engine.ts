@@ -23,8 +23,12 @@ export interface TrainEngine {
   readonly name: 'onnx' | 'tfjs';
   /** One line for logs and run metadata. */
   readonly description: string;
-  /** One optimisation step on `n` NHWC images in [0, 1] at learning rate `lr`. */
-  step(images: Float32Array, n: number, lr: number): Promise<StepOutput>;
+  /**
+   * One optimisation step on `n` NHWC images in [0, 1] at learning rate `lr`: the network sees
+   * `images` and the loss compares its output with `targets` (default: the images themselves;
+   * clean images when `images` carry synthetic defects).
+   */
+  step(images: Float32Array, n: number, lr: number, targets?: Float32Array): Promise<StepOutput>;
   /** The configured loss of the current weights on `n` NHWC images (validation; no update). */
   evaluate(images: Float32Array, n: number): Promise<number>;
   /** Makes the tfjs model and optimizer current (before validation, checkpoints, image logs). */

@@ -166,13 +166,14 @@ export class OnnxTrainEngine implements TrainEngine {
     return feeds;
   }
 
-  async step(images: Float32Array, n: number, lr: number): Promise<StepOutput> {
+  async step(images: Float32Array, n: number, lr: number, targets = images): Promise<StepOutput> {
     const s = this.cfg.image_size;
     const image = new this.ort.Tensor('float32', images, [n, s, s, 3]);
+    const target = targets === images ? image : new this.ort.Tensor('float32', targets, [n, s, s, 3]);
     const fwd = await this.forward.run({ [TRAIN_INPUT]: image, ...this.paramFeeds('all') });
     const loss = this.lossGraph
-      ? await this.onnxLoss(this.lossGraph, image, fwd[TRAIN_OUTPUT])
-      : await this.tfjsLoss(images, fwd[TRAIN_OUTPUT].data as Float32Array, n);
+      ? await this.onnxLoss(this.lossGraph, target, fwd[TRAIN_OUTPUT])
+      : await this.tfjsLoss(targets, fwd[TRAIN_OUTPUT].data as Float32Array, n);
 
     const feeds: Record<string, Ort.Tensor> = {
       [TRAIN_INPUT]: image,
@@ -216,8 +217,8 @@ export class OnnxTrainEngine implements TrainEngine {
   }
 
   /** The loss graph on ONNX Runtime; its outputs other than the gradient are released here. */
-  private async onnxLoss(graph: LossGraph, image: Ort.Tensor, pred: Ort.Tensor): Promise<LossResult> {
-    const out = await graph.session.run({ [LOSS_TARGET]: image, [LOSS_PRED]: pred });
+  private async onnxLoss(graph: LossGraph, target: Ort.Tensor, pred: Ort.Tensor): Promise<LossResult> {
+    const out = await graph.session.run({ [LOSS_TARGET]: target, [LOSS_PRED]: pred });
     const scalar = (name: string) => (out[name].data as Float32Array)[0];
     const terms: Partial<Record<LossTerm, number>> = {};
     for (const t of graph.terms) terms[t] = scalar(lossTermName(t));
@@ -227,11 +228,11 @@ export class OnnxTrainEngine implements TrainEngine {
   }
 
   /** dLoss/dReconstruction with tfjs' autodiff of the configured loss (the network is not on the tape). */
-  private async tfjsLoss(images: Float32Array, pred: Float32Array, n: number): Promise<LossResult> {
+  private async tfjsLoss(targets: Float32Array, pred: Float32Array, n: number): Promise<LossResult> {
     const s = this.cfg.image_size;
     let termTensors: Partial<Record<LossTerm, tf.Scalar>> = {};
     const { value, grad } = tf.tidy(() => {
-      const x = tf.tensor4d(images, [n, s, s, 3]);
+      const x = tf.tensor4d(targets, [n, s, s, 3]);
       const p = tf.tensor4d(pred, [n, s, s, 3]);
       const vg = tf.valueAndGrad((q: tf.Tensor) => {
         const out = this.loss.compute(x, q as tf.Tensor4D);

@@ -17,6 +17,8 @@ export function trainOnBatch(
   x: tf.Tensor4D,
   cfg: TrainingConfig,
   lr: number,
+  /** What the output should be (default: `x`). */
+  target: tf.Tensor4D = x,
 ): StepOutput {
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   let termTensors: Partial<Record<LossTerm, tf.Scalar>> = {};
@@ -24,7 +26,7 @@ export function trainOnBatch(
     // Fused conv+bias+activation with hand-written gradients (lib/model/train-forward): same
     // function as model.apply, a third of the activation memory.
     const pred = unetTrainForward(model, x, cfg.model.widths.length);
-    const out = loss.compute(x, pred);
+    const out = loss.compute(target, pred);
     termTensors = Object.fromEntries(Object.entries(out.terms).map(([k, t]) => [k, tf.keep(t)]));
     return out.total;
   }, vars);
@@ -92,14 +94,16 @@ export class TfjsTrainEngine implements TrainEngine {
     readonly description: string,
   ) {}
 
-  async step(images: Float32Array, n: number, lr: number): Promise<StepOutput> {
+  async step(images: Float32Array, n: number, lr: number, targets = images): Promise<StepOutput> {
     const s = this.cfg.image_size;
     const x = tf.tensor4d(images, [n, s, s, 3]);
+    const y = targets === images ? x : tf.tensor4d(targets, [n, s, s, 3]);
     try {
       setLearningRate(this.optimizer, lr);
-      return trainOnBatch(this.model, this.optimizer, this.loss, x, this.cfg, lr);
+      return trainOnBatch(this.model, this.optimizer, this.loss, x, this.cfg, lr, y);
     } finally {
       x.dispose();
+      if (y !== x) y.dispose();
     }
   }
 

@@ -3,15 +3,16 @@
  * global-norm gradient clipping, per-epoch LR schedule, validation pass, early stopping, checkpoints
  * (periodic, best, and on cancellation) and resume from the newest valid checkpoint.
  *
- * Reproducibility: one Rng (seeded by config.seed) drives the data order and the augmentation; its
- * state is checkpointed, so an interrupted and resumed run sees the same batches as an uninterrupted
- * one and ends at the same epoch count.
+ * Reproducibility: one Rng (seeded by config.seed) drives the data order, the augmentation and the
+ * synthetic defects; its state is checkpointed, so an interrupted and resumed run sees the same
+ * batches as an uninterrupted one and ends at the same epoch count.
  */
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import type { TrainingConfig } from '../config/schema';
 import { augmentBatch, toFloatBatch } from '../data/augment';
+import { withSyntheticDefects } from '../data/synthetic-defects';
 import type { CachedSplit } from '../data/tensor-cache';
 import type { LossFunction, LossTerm } from '../model/losses';
 import { createLoss } from '../model/losses';
@@ -241,8 +242,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         }
         const idx = order.slice(b * batchSize, (b + 1) * batchSize);
         const t0 = performance.now();
-        const floats = augmentBatch(data.images, idx, data.size, cfg.augmentation, rng);
-        const out = await engine.step(floats, idx.length, lr);
+        const clean = augmentBatch(data.images, idx, data.size, cfg.augmentation, rng);
+        const inputs = withSyntheticDefects(clean, idx.length, data.size, cfg.synthetic_defects, rng);
+        const out = await engine.step(inputs, idx.length, lr, clean);
         const dt = (performance.now() - t0) / 1000;
         computeSeconds += dt;
         imagesSeen += idx.length;
