@@ -2,7 +2,14 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { anomalyMapSchema } from '../lib/config/schema';
-import { imageScore, resizeMaps, scoreImages, smoothMaps } from '../lib/eval/anomaly-map';
+import {
+  imageScore,
+  imageScoreTensor,
+  resizeMaps,
+  scoreBorder,
+  scoreImages,
+  smoothMaps,
+} from '../lib/eval/anomaly-map';
 import { buildUNetLite } from '../lib/model/unet';
 
 const S = 32;
@@ -31,16 +38,40 @@ describe('anomaly maps', () => {
       expect(r.maps[p]).toBeCloseTo(e / 3, 5);
     }
     for (let i = 0; i < N; i++)
-      expect(r.scores[i]).toBeCloseTo(imageScore(r.maps.subarray(i * S * S, (i + 1) * S * S), cfg), 6);
+      expect(r.scores[i]).toBeCloseTo(imageScore(r.maps.subarray(i * S * S, (i + 1) * S * S), S, S, cfg), 6);
   });
 
-  it('default config (mse + ssim, smoothing, top-k mean) gives finite maps and top-k scores', async () => {
+  it('default config (mse + ssim, smoothing, top-k mean) gives finite maps and top-k scores of the interior', async () => {
     const cfg = anomalyMapSchema.parse({ score: 'topk_mean', topk: 10 });
     const r = await scoreImages(model, images, N, S, cfg);
     expect(r.maps.every(Number.isFinite)).toBe(true);
-    const first = r.maps.subarray(0, S * S);
-    const top = [...first].sort((a, b) => b - a).slice(0, 10);
+    // score_border 0.05 of 32 px: the outermost pixel on each edge is left out of the score.
+    const interior = [...r.maps.subarray(0, S * S)].filter((_, i) => {
+      const [x, y] = [i % S, Math.floor(i / S)];
+      return x >= 1 && x < S - 1 && y >= 1 && y < S - 1;
+    });
+    const top = interior.sort((a, b) => b - a).slice(0, 10);
     expect(r.scores[0]).toBeCloseTo(top.reduce((a, b) => a + b, 0) / 10, 5);
+  });
+
+  it('the image score leaves out score_border of each edge; the map keeps every pixel', () => {
+    // 20 x 20 map: 5 in a corner, 3 two pixels in from the left edge, 1 in the middle.
+    const map = new Float32Array(400);
+    map[0] = 5;
+    map[10 * 20 + 2] = 3;
+    map[10 * 20 + 10] = 1;
+    const score = (border: number) => {
+      const cfg = anomalyMapSchema.parse({ score_border: border });
+      const t = tf.tidy(() => imageScoreTensor(tf.tensor3d(map, [1, 20, 20]), cfg).dataSync()[0]);
+      expect(imageScore(map, 20, 20, cfg)).toBe(t);
+      return t;
+    };
+    expect(score(0)).toBe(5);
+    expect(score(0.05)).toBe(3); // 1 px
+    expect(score(0.15)).toBe(1); // 3 px
+    expect(scoreBorder(20, 20, anomalyMapSchema.parse({ score_border: 0.25 }))).toEqual({ y: 5, x: 5 });
+    expect(scoreBorder(3, 3, anomalyMapSchema.parse({ score_border: 0.25 }))).toEqual({ y: 0, x: 0 });
+    expect(anomalyMapSchema.safeParse({ score_border: 0.3 }).success).toBe(false);
   });
 
   it('smoothing keeps a constant map constant (mirror padding) and sums are preserved', () => {

@@ -71,10 +71,17 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 
 const cfg = (over: Partial<AnomalyMapConfig>): AnomalyMapConfig => anomalyMapSchema.parse(over);
 
-/** Every option of the anomaly_map schema: weights incl. 0, sigma off / small / capped at the size, max / top-k. */
+/**
+ * Every option of the anomaly_map schema: weights incl. 0, sigma off / small / capped at the size,
+ * max / top-k, score border none / default / widest.
+ */
 const CONFIGS: [string, AnomalyMapConfig][] = [
-  ['defaults (mse 1 + ssim 1, sigma 2, max)', cfg({})],
-  ['mse only, no smoothing, top-50 mean', cfg({ ssim_weight: 0, smoothing_sigma: 0, score: 'topk_mean' })],
+  ['defaults (mse 1 + ssim 1, sigma 2, max, score border 0.05)', cfg({})],
+  [
+    'mse only, no smoothing, no score border, top-50 mean',
+    cfg({ ssim_weight: 0, smoothing_sigma: 0, score: 'topk_mean', score_border: 0 }),
+  ],
+  ['score border 0.25, top-10 mean', cfg({ score_border: 0.25, score: 'topk_mean', topk: 10 })],
   [
     'ssim only, sigma 4, top-10 mean',
     cfg({ mse_weight: 0, smoothing_sigma: 4, score: 'topk_mean', topk: 10 }),

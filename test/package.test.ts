@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AnomalyMapConfig } from '../lib/config/schema';
 import { saveModel } from '../lib/model/io';
 import {
   configHash,
@@ -120,6 +121,22 @@ describe('model package', () => {
     const pkg = await loadModelPackage(dir, { requireCalibration: false });
     expect(pkg.calibration).toBeNull();
     pkg.model.dispose();
+  });
+
+  it('scores packages calibrated before anomaly_map.score_border existed on whole maps, as calibrated', async () => {
+    const { score_border: _, ...before } = tinyCalibration().anomalyMap;
+    const dir = join(root, 'oldcal');
+    await makeTinyPackage(dir, {
+      calibration: { ...tinyCalibration(), anomalyMap: before as AnomalyMapConfig },
+    });
+    const old = await loadModelPackage(dir);
+    expect(old.calibration?.anomalyMap.score_border).toBe(0);
+    old.model.dispose();
+    const now = join(root, 'newcal');
+    await makeTinyPackage(now, { calibration: tinyCalibration() });
+    const current = await loadModelPackage(now);
+    expect(current.calibration?.anomalyMap.score_border).toBe(0.05);
+    current.model.dispose();
   });
 
   it('refuses a calibration for another image size', async () => {

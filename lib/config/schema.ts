@@ -65,6 +65,11 @@ export const anomalyMapSchema = z
     smoothing_sigma: z.number().min(0).default(2),
     score: z.enum(['max', 'topk_mean']).default('max'),
     topk: positiveInt.default(50),
+    /**
+     * Share of the image side, on each edge, that the image score ignores (the map and pixel metrics
+     * keep every pixel): zero-padded convolutions reconstruct the outermost pixels worst.
+     */
+    score_border: z.number().min(0).max(0.25).default(0.05),
   })
   .strict();
 

@@ -77,21 +77,41 @@ export function anomalyMapTensor(x: tf.Tensor4D, recon: tf.Tensor4D, cfg: Anomal
   });
 }
 
-/** Image scores [N] of maps [N,H,W]: max, or mean of the top-k pixels (k capped at the pixel count). */
+/**
+ * Pixels left out of the image score on each edge of an h x w map: `score_border` of each side,
+ * rounded down, always leaving at least one pixel.
+ */
+export function scoreBorder(h: number, w: number, cfg: AnomalyMapConfig): { y: number; x: number } {
+  const side = (n: number) => Math.min(Math.floor((cfg.score_border ?? 0) * n), Math.floor((n - 1) / 2));
+  return { y: side(h), x: side(w) };
+}
+
+/**
+ * Image scores [N] of maps [N,H,W] over their interior (without the score border): max, or mean of
+ * the top-k pixels (k capped at the pixel count).
+ */
 export function imageScoreTensor(maps: tf.Tensor3D, cfg: AnomalyMapConfig): tf.Tensor1D {
   return tf.tidy(() => {
     const [n, h, w] = maps.shape;
-    const flat = maps.reshape([n, h * w]) as tf.Tensor2D;
+    const b = scoreBorder(h, w, cfg);
+    const ih = h - 2 * b.y;
+    const iw = w - 2 * b.x;
+    const inner = b.y || b.x ? maps.slice([0, b.y, b.x], [n, ih, iw]) : maps;
+    const flat = inner.reshape([n, ih * iw]) as tf.Tensor2D;
     if (cfg.score === 'max') return flat.max(1) as tf.Tensor1D;
-    return tf.topk(flat, Math.min(cfg.topk, h * w)).values.mean(1) as tf.Tensor1D;
+    return tf.topk(flat, Math.min(cfg.topk, ih * iw)).values.mean(1) as tf.Tensor1D;
   });
 }
 
-/** Same scores on the CPU, for maps already in memory (e.g. after resizing). */
-export function imageScore(map: Float32Array, cfg: AnomalyMapConfig): number {
-  if (cfg.score === 'max') return map.reduce((a, b) => Math.max(b, a), Number.NEGATIVE_INFINITY);
+/** Same score on the CPU, for one h x w map already in memory. */
+export function imageScore(full: Float32Array, h: number, w: number, cfg: AnomalyMapConfig): number {
+  const b = scoreBorder(h, w, cfg);
+  const map = new Float32Array((h - 2 * b.y) * (w - 2 * b.x));
+  for (let y = b.y, o = 0; y < h - b.y; y++, o += w - 2 * b.x)
+    map.set(full.subarray(y * w + b.x, y * w + w - b.x), o);
+  if (cfg.score === 'max') return map.reduce((a, v) => Math.max(v, a), Number.NEGATIVE_INFINITY);
   const k = Math.min(cfg.topk, map.length);
-  const sorted = Float32Array.from(map).sort();
+  const sorted = map.sort();
   let sum = 0;
   for (let i = sorted.length - k; i < sorted.length; i++) sum += sorted[i];
   return sum / k;

@@ -18,7 +18,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
-import { checkAnomalyMapConfig, smoothingKernel } from '../eval/anomaly-map';
+import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from '../eval/anomaly-map';
 import { inferenceGraph, ONNX_OUTPUT } from './onnx-export';
 import { GraphBuilder } from './onnx-graph';
 import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';
@@ -138,7 +138,15 @@ export function appendAnomalyMap(
     map = separableBlur(g, padded, 1, k, 'smooth', 0);
   }
   const mapOut = g.op('Reshape', [map, g.ints64([-1, h, w])], [], outputs.map);
-  const flat = g.op('Reshape', [map, g.ints64([-1, h * w])]);
+  // The score ignores the outermost pixels (anomaly_map.score_border), as imageScoreTensor does.
+  const b = scoreBorder(h, w, cfg);
+  const ih = h - 2 * b.y;
+  const iw = w - 2 * b.x;
+  const inner =
+    b.y || b.x
+      ? g.op('Slice', [mapOut, g.ints64([b.y, b.x]), g.ints64([h - b.y, w - b.x]), g.ints64([1, 2])])
+      : mapOut;
+  const flat = g.op('Reshape', [inner, g.ints64([-1, ih * iw])]);
   let score: string;
   if (cfg.score === 'max') {
     score = g.op('ReduceMax', [flat], [ints('axes', [1]), int('keepdims', 0)], outputs.score);
@@ -148,7 +156,7 @@ export function appendAnomalyMap(
     g.nodes.push({
       op_type: 'TopK',
       name: 'anomaly_map/topk',
-      input: [flat, g.ints64([Math.min(cfg.topk, h * w)])],
+      input: [flat, g.ints64([Math.min(cfg.topk, ih * iw)])],
       output: [values, 'anomaly_map/topk:indices'],
       attribute: [int('axis', 1), int('largest', 1), int('sorted', 0)],
     });

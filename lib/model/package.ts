@@ -95,7 +95,10 @@ export const calibrationSchema = z.looseObject({
   pixelThreshold: z.number(),
   scoreNorm: z.object({ min: z.number(), max: z.number() }),
   strategy: z.string(),
-  anomalyMap: anomalyMapSchema,
+  // Packages sealed before score_border existed were calibrated on whole maps: keep scoring them so.
+  anomalyMap: anomalyMapSchema.extend({
+    score_border: anomalyMapSchema.shape.score_border.unwrap().default(0),
+  }),
   imageSize: z.number().int().positive(),
 });
 export type PackageCalibration = z.infer<typeof calibrationSchema>;
