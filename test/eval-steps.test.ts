@@ -44,7 +44,7 @@ describe('validate and threshold steps', () => {
     expect(Math.max(...first)).toBeCloseTo(scores.test[0].score, 6);
   });
 
-  it('threshold falls back to percentile on good-only validation data and calibrates the package', async () => {
+  it('threshold falls back to mean_std on a small good-only validation split and calibrates the package', async () => {
     run.results.checkpoint = await checkpointStep(run.ctx('checkpoint'), localHooks());
     const ctx = run.ctx('threshold');
     ctx.config = { ...ctx.config, threshold: { ...ctx.config.threshold, strategy: 'youden' } };
@@ -52,8 +52,10 @@ describe('validate and threshold steps', () => {
     run.results.threshold = res;
     const file = JSON.parse(await readFile(join(run.runDir, res.outputs[0].path), 'utf8')) as ThresholdsFile;
     expect(file.requested).toBe('youden');
-    expect(file.selected).toBe('percentile');
-    expect(file.fallback?.reason).toBe('needs defective validation images; none in the validation split');
+    expect(file.selected).toBe('mean_std');
+    expect(file.fallback?.reason).toMatch(
+      /^youden: needs defective validation images; none in the validation split; percentile: the 99th percentile needs at least 100 good validation images, there are \d+$/,
+    );
     expect(file.strategies).toHaveLength(5);
     expect(file.calibration.imageThreshold).toBe(file.imageThreshold);
     expect(file.calibration.scoreNorm.max).toBeGreaterThan(file.imageThreshold);
@@ -61,7 +63,7 @@ describe('validate and threshold steps', () => {
       await readFile(join(run.runDir, 'widget', 'checkpoint', 'package', 'calibration.json'), 'utf8'),
     ) as { imageThreshold: number; strategy: string };
     expect(pkgCal.imageThreshold).toBe(file.imageThreshold);
-    expect(pkgCal.strategy).toBe('percentile');
+    expect(pkgCal.strategy).toBe('mean_std');
     expect(JSON.stringify(file)).not.toMatch(/NaN|Infinity/);
   });
 });

@@ -27,7 +27,7 @@ describe('threshold strategies', () => {
     expect(sel.fallback).toEqual({
       from: 'f1',
       to: 'percentile',
-      reason: 'needs defective validation images; none in the validation split',
+      reason: 'f1: needs defective validation images; none in the validation split',
     });
     expect(sel.imageThreshold).toBe(by.percentile.value);
     expect(JSON.stringify(sel)).not.toMatch(/NaN|Infinity/);
@@ -57,9 +57,54 @@ describe('threshold strategies', () => {
     expect(fprThreshold([0.1, 0.5, 0.5, 0.3], 0.5)).toBe(0.5);
   });
 
-  it('a single good image: mean_std undefined, percentile still defined; no good images is a user error', () => {
+  it('few good images: empirical tails are not used, mean + k std is; the report says why', () => {
+    // 6 good scores (as the demo's validation split): their 99th percentile is almost their maximum.
+    const six = [0.1, 0.2, 0.25, 0.3, 0.35, 0.4];
+    const sel = computeThresholds(
+      six,
+      six.map(() => 0),
+      thresholdSchema.parse({}),
+    );
+    const by = Object.fromEntries(sel.strategies.map((s) => [s.strategy, s]));
+    expect(by.percentile.value).toBeCloseTo(0.3975, 12); // still computed and reported
+    expect(by.percentile.unreliable).toBe(
+      'the 99th percentile needs at least 100 good validation images, there are 6',
+    );
+    expect(by.fpr.unreliable).toBe(
+      'a false-positive rate of 0.01 needs at least 100 good validation images, there are 6',
+    );
+    expect(by.mean_std.unreliable).toBeUndefined();
+    expect(sel.selected).toBe('mean_std');
+    expect(sel.imageThreshold).toBe(by.mean_std.value);
+    expect(sel.fallback).toEqual({
+      from: 'percentile',
+      to: 'mean_std',
+      reason: 'percentile: the 99th percentile needs at least 100 good validation images, there are 6',
+    });
+    // f1 requested on good-only data: both skipped steps are named.
+    const f1 = computeThresholds(
+      six,
+      six.map(() => 0),
+      thresholdSchema.parse({ strategy: 'f1' }),
+    );
+    expect(f1.selected).toBe('mean_std');
+    expect(f1.fallback?.reason).toBe(
+      'f1: needs defective validation images; none in the validation split; percentile: the 99th percentile needs at least 100 good validation images, there are 6',
+    );
+    // A lower percentile needs fewer images: the 80th of 6 is used as asked.
+    const p80 = computeThresholds(
+      six,
+      six.map(() => 0),
+      thresholdSchema.parse({ percentile: 80 }),
+    );
+    expect(p80.selected).toBe('percentile');
+    expect(p80.fallback).toBeNull();
+  });
+
+  it('a single good image: nothing reliable, the first defined strategy is used; no good images is a user error', () => {
     const sel = computeThresholds([0.4], [0], thresholdSchema.parse({ strategy: 'mean_std' }));
-    expect(sel.fallback?.reason).toBe('needs at least 2 good validation images');
+    expect(sel.selected).toBe('percentile');
+    expect(sel.fallback?.reason).toBe('mean_std: needs at least 2 good validation images');
     expect(sel.imageThreshold).toBe(0.4);
     expect(() => computeThresholds([0.4], [1], thresholdSchema.parse({}))).toThrow(
       /no good images in the validation split/,

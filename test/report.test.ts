@@ -76,7 +76,10 @@ describe('report step', () => {
     const r = JSON.parse(text) as CategoryReport;
     expect(r.testImages).toBe(8);
     expect(r.perDefectType.map((d) => d.defectType)).toEqual(['crack', 'scratch']);
-    expect(r.thresholds.selected).toBe('percentile');
+    expect(r.thresholds.selected).toBe('mean_std'); // a handful of good validation images
+    expect(r.thresholds.strategies.find((s) => s.strategy === 'percentile')?.unreliable).toMatch(
+      /needs at least 100/,
+    );
     expect(r.thresholds.strategies.find((s) => s.strategy === 'f1')?.reason).toMatch(/needs defective/);
     for (const m of [r.image.auroc, r.image.ap, r.pixel.auroc, r.pixel.aupro]) {
       expect(m.value === null ? typeof m.reason : typeof m.value).toBe(
@@ -134,7 +137,7 @@ describe('report step', () => {
     const metrics = JSON.parse(
       await readFile(join(run.runDir, 'widget', 'checkpoint', 'package', 'metrics.json'), 'utf8'),
     ) as Record<string, unknown>;
-    expect(metrics.strategy).toBe('percentile');
+    expect(metrics.strategy).toBe('mean_std');
   });
 
   it('summary covers completed and failed categories with a chart', async () => {

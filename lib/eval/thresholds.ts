@@ -5,8 +5,11 @@ import { f1Max, rankedCounts, youden } from './metrics';
 /**
  * Decision thresholds for the image score, fitted on VALIDATION data only (never the test split).
  * Every strategy is computed and recorded; config.threshold.strategy picks one. The validation split
- * usually holds good images only, so the supervised strategies (f1, youden) are then undefined and
- * the selection falls back, explicitly and recorded, to the percentile strategy.
+ * usually holds good images only, so the supervised strategies (f1, youden) are then undefined; and
+ * an empirical tail estimate needs enough good images to reach the tail: the 99th percentile of 6
+ * scores is their maximum, which about 1 good image in 7 exceeds. The selection then falls back,
+ * explicitly and recorded, along FALLBACK_CHAIN to the first strategy that is defined and reliable
+ * (mean + k std, a parametric tail, from 2 images on).
  */
 export type ThresholdStrategy = ThresholdConfig['strategy'];
 export const THRESHOLD_STRATEGIES: readonly ThresholdStrategy[] = [
@@ -16,13 +19,16 @@ export const THRESHOLD_STRATEGIES: readonly ThresholdStrategy[] = [
   'fpr',
   'youden',
 ];
-export const FALLBACK_STRATEGY: ThresholdStrategy = 'percentile';
+/** Tried in this order after the requested strategy. */
+export const FALLBACK_CHAIN: readonly ThresholdStrategy[] = ['percentile', 'mean_std', 'fpr'];
 
 export interface StrategyResult {
   strategy: ThresholdStrategy;
   value: number | null;
   /** Why value is null. */
   reason?: string;
+  /** Set when value is defined but rests on too few validation images for the selection to use it. */
+  unreliable?: string;
   /** How it was computed, in words, for the report. */
   method: string;
   /** Fraction of good validation images at or above the threshold. */
@@ -101,6 +107,17 @@ export function computeThresholds(
   // Population std (numpy's default); needs 2 values to say anything about spread.
   const std = Math.sqrt(good.reduce((a, b) => a + (b - mean) ** 2, 0) / good.length);
 
+  // An empirical tail probability q needs at least 1/q good images to observe it once.
+  const tooFew = (tail: number, what: string) => {
+    if (tail <= 0) return undefined;
+    const need = Math.ceil(1 / tail - 1e-9);
+    return good.length < need
+      ? `${what} needs at least ${need} good validation images, there are ${good.length}`
+      : undefined;
+  };
+  const percentileCaveat = tooFew(1 - cfg.percentile / 100, `the ${cfg.percentile}th percentile`);
+  const fprCaveat = tooFew(cfg.fpr, `a false-positive rate of ${cfg.fpr}`);
+
   const strategies: StrategyResult[] = [
     f1 === null
       ? result('f1', null, 'threshold maximising F1 on labelled validation images', NEEDS_DEFECTIVE)
@@ -110,11 +127,14 @@ export function computeThresholds(
           `threshold maximising F1 on ${scores.length} validation images (F1 ${f1.f1.value?.toFixed(4)})`,
           f1.f1.reason,
         ),
-    result(
-      'percentile',
-      percentile(good, cfg.percentile),
-      `${cfg.percentile}th percentile of ${good.length} good validation scores`,
-    ),
+    {
+      ...result(
+        'percentile',
+        percentile(good, cfg.percentile),
+        `${cfg.percentile}th percentile of ${good.length} good validation scores`,
+      ),
+      ...(percentileCaveat ? { unreliable: percentileCaveat } : {}),
+    },
     good.length < 2
       ? result(
           'mean_std',
@@ -127,11 +147,14 @@ export function computeThresholds(
           mean + cfg.k * std,
           `mean ${mean.toPrecision(6)} + ${cfg.k} x std ${std.toPrecision(6)} of ${good.length} good validation scores`,
         ),
-    result(
-      'fpr',
-      fprThreshold(good, cfg.fpr),
-      `lowest threshold with at most ${cfg.fpr} of ${good.length} good validation images at or above it`,
-    ),
+    {
+      ...result(
+        'fpr',
+        fprThreshold(good, cfg.fpr),
+        `lowest threshold with at most ${cfg.fpr} of ${good.length} good validation images at or above it`,
+      ),
+      ...(fprCaveat ? { unreliable: fprCaveat } : {}),
+    },
     j === null
       ? result(
           'youden',
@@ -148,13 +171,22 @@ export function computeThresholds(
   ];
 
   const requested = cfg.strategy;
-  const req = strategies.find((s) => s.strategy === requested)!;
-  const chosen = req.value !== null ? req : strategies.find((s) => s.strategy === FALLBACK_STRATEGY)!;
+  const byName = (name: ThresholdStrategy) => strategies.find((s) => s.strategy === name)!;
+  const chain = [requested, ...FALLBACK_CHAIN.filter((s) => s !== requested)].map(byName);
+  // The first defined and reliable one; with none (a single good image), the first defined one.
+  const chosen = chain.find((s) => s.value !== null && !s.unreliable) ?? chain.find((s) => s.value !== null)!;
+  const skipped = chain.slice(0, chain.indexOf(chosen));
   return {
     requested,
     selected: chosen.strategy,
     fallback:
-      chosen === req ? null : { from: requested, to: chosen.strategy, reason: req.reason ?? 'undefined' },
+      skipped.length === 0
+        ? null
+        : {
+            from: requested,
+            to: chosen.strategy,
+            reason: skipped.map((s) => `${s.strategy}: ${s.reason ?? s.unreliable}`).join('; '),
+          },
     imageThreshold: chosen.value!,
     strategies,
     validation: { good: good.length, defective: bad.length },

@@ -115,7 +115,7 @@ export function categoryBlocks(
     {
       kind: 'p',
       text: `Requested strategy **${th.requested}**, selected **${th.selected}**${
-        th.fallback ? ` (fallback: ${th.fallback.from} is undefined here: ${th.fallback.reason})` : ''
+        th.fallback ? ` (fallback; ${th.fallback.reason})` : ''
       }. Validation images: ${th.validation.good} good, ${th.validation.defective} defective.`,
     },
     {
@@ -123,7 +123,9 @@ export function categoryBlocks(
       header: ['strategy', 'threshold', 'validation FPR', 'validation TPR', 'method', 'selected'],
       rows: th.strategies.map((s) => [
         s.strategy,
-        s.value === null ? `undefined: ${s.reason}` : s.value.toPrecision(6),
+        s.value === null
+          ? `undefined: ${s.reason}`
+          : `${s.value.toPrecision(6)}${s.unreliable ? ` (not used: ${s.unreliable})` : ''}`,
         num(s.valFpr),
         num(s.valTpr),
         s.method,
