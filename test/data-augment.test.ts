@@ -149,6 +149,18 @@ describe('synthetic defects', () => {
     expect(other).not.toEqual(a);
   });
 
+  it('grayscale images stay grayscale', () => {
+    const gray = new Float32Array(4 * S * S * 3);
+    const r = new Rng(2);
+    for (let i = 0; i < gray.length; i += 3) gray.fill(r.next(), i, i + 3);
+    const out = withSyntheticDefects(gray, 4, S, defects({ probability: 1, max_count: 8 }), new Rng(5));
+    expect(out).not.toEqual(gray);
+    for (let i = 0; i < out.length; i += 3) {
+      expect(out[i + 1]).toBe(out[i]);
+      expect(out[i + 2]).toBe(out[i]);
+    }
+  });
+
   it('probability is the share of images that get defects', () => {
     const n = 400;
     const many = toFloatBatch(batch(1), new Array(n).fill(0), S);

@@ -81,6 +81,33 @@ describe('TensorBoard event files', () => {
       expect(out.images['reconstruction/sample_0'][0][3]).toBeGreaterThan(50);
     },
   );
+
+  it.skipIf(!HAVE_TB)(
+    "after a resume, the steps logged again replace the crashed attempt's in TensorBoard (no double points)",
+    async () => {
+      const logDir = join(dir, 'resumed');
+      // Attempt 1 logs epochs 1-4 and crashes; its newest checkpoint is epoch 2.
+      const first = await createRunTracker({ logDir, runName: 't', experiment: 't', mlflowUri: null });
+      for (let step = 1; step <= 4; step++) await first.logScalars(step, { 'loss/total': 10 + step });
+      await first.close('FAILED');
+      // Attempt 2 resumes after epoch 2 and logs epochs 3-5 again.
+      const second = await createRunTracker({ logDir, runName: 't', experiment: 't', mlflowUri: null });
+      await second.markResumed(3);
+      for (let step = 3; step <= 5; step++) await second.logScalars(step, { 'loss/total': 20 + step });
+      await second.close('FINISHED');
+      const events = readRecords(await readFile(second.eventFile)).map(decodeEvent);
+      expect(events[1]).toMatchObject({ step: 3, session_log: { status: 1 } });
+
+      const out = JSON.parse(runPython(READER, [logDir])) as { scalars: Record<string, [number, number][]> };
+      expect(out.scalars['loss/total']).toEqual([
+        [1, 11],
+        [2, 12],
+        [3, 23],
+        [4, 24],
+        [5, 25],
+      ]);
+    },
+  );
 });
 
 if (!HAVE_TB) {

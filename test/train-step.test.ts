@@ -1,8 +1,10 @@
 /** The pipeline's train step end to end on a tiny tensor cache: outputs, metadata, resume hint. */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../lib/model/io';
+import { decodeEvent } from '../lib/monitor/event-proto';
+import { readRecords } from '../lib/monitor/tfrecord';
 import type { ProgressDetails } from '../lib/steps/contracts';
 import { localHooks } from '../lib/steps/contracts';
 import { trainStep } from '../lib/train/train-step';
@@ -39,5 +41,14 @@ describe('train step', () => {
       epochsRun: 2,
       resumedFrom: join('widget', 'train', 'checkpoints', 'epoch-0002'),
     });
+    // The retry's event file opens with TensorFlow's restart marker at the next epoch (3), so
+    // TensorBoard shows its epochs in place of anything the crashed attempt logged after epoch 2.
+    const tbDir = join(ctx.stepDir, 'tensorboard');
+    const files = (await readdir(tbDir)).sort();
+    expect(files).toHaveLength(2);
+    const events = readRecords(await readFile(join(tbDir, files[1]))).map(decodeEvent);
+    expect(events[1]).toMatchObject({ step: 3, session_log: { status: 1 } });
+    const firstAttempt = readRecords(await readFile(join(tbDir, files[0]))).map(decodeEvent);
+    expect(firstAttempt.some((e) => e.session_log)).toBe(false);
   });
 });

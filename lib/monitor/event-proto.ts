@@ -10,12 +10,21 @@ const root = protobuf.Root.fromJSON({
     tensorboard: {
       nested: {
         Event: {
-          oneofs: { what: { oneof: ['file_version', 'summary'] } },
+          oneofs: { what: { oneof: ['file_version', 'summary', 'session_log'] } },
           fields: {
             wall_time: { type: 'double', id: 1 },
             step: { type: 'int64', id: 2 },
             file_version: { type: 'string', id: 3 },
             summary: { type: 'Summary', id: 5 },
+            session_log: { type: 'SessionLog', id: 7 },
+          },
+        },
+        SessionLog: {
+          // status: 0 UNSPECIFIED, 1 START, 2 STOP, 3 CHECKPOINT
+          fields: {
+            status: { type: 'int32', id: 1 },
+            checkpoint_path: { type: 'string', id: 2 },
+            msg: { type: 'string', id: 3 },
           },
         },
         Summary: {
@@ -78,6 +87,16 @@ export function encodeSummaryEvent(wallTime: number, step: number, values: Summa
         },
   );
   return EventType.encode(EventType.fromObject({ wall_time: wallTime, step, summary: { value } })).finish();
+}
+
+/**
+ * SessionLog START at `step`: TensorBoard (file_version 2 readers) then drops every point it has read
+ * at `step` or later, so the steps a resumed run logs again replace the crashed attempt's.
+ */
+export function encodeSessionStartEvent(wallTime: number, step: number, msg: string): Uint8Array {
+  return EventType.encode(
+    EventType.fromObject({ wall_time: wallTime, step, session_log: { status: 1, msg } }),
+  ).finish();
 }
 
 /** Decodes an Event to a plain object (tests and debugging). */

@@ -2,7 +2,12 @@ import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { encodeFileVersionEvent, encodeSummaryEvent, type SummaryValue } from './event-proto';
+import {
+  encodeFileVersionEvent,
+  encodeSessionStartEvent,
+  encodeSummaryEvent,
+  type SummaryValue,
+} from './event-proto';
 import { pngInfo } from './png-info';
 import { frameRecord } from './tfrecord';
 
@@ -47,6 +52,11 @@ export class EventFileWriter {
     }));
     if (values.length === 0) return this.chain;
     return this.writeRecord(encodeSummaryEvent(wallTime, step, values));
+  }
+
+  /** The run restarts at `step`: TensorBoard discards what earlier files logged from `step` on. */
+  restartAt(step: number, msg: string, wallTime = Date.now() / 1000): Promise<void> {
+    return this.writeRecord(encodeSessionStartEvent(wallTime, step, msg));
   }
 
   /** `png` must be PNG bytes; dimensions and colorspace are read from its header. */

@@ -15,6 +15,11 @@ export interface RunTracker {
   logScalars(step: number, scalars: Record<string, number>): Promise<void>;
   /** PNG bytes; TensorBoard images, and MLflow artifacts `images/<tag>/step_<step>.png`. */
   logImages(step: number, images: { tag: string; png: Uint8Array }[]): Promise<void>;
+  /**
+   * A resumed run logs again from `step` on: TensorBoard drops the previous attempt's points from
+   * that step (SessionLog START). MLflow keeps both (its metric history is append-only).
+   */
+  markResumed(step: number): Promise<void>;
   /** Uploaded to MLflow only (TensorBoard has no artifacts); `artifactPath` defaults to the file name. */
   logArtifacts(files: { path: string; artifactPath?: string }[]): Promise<void>;
   /** Idempotent. Waits a bounded time for MLflow to catch up. */
@@ -70,6 +75,9 @@ export async function createRunTracker(opts: RunTrackerOptions): Promise<RunTrac
       for (const { tag, png } of images) {
         mlflow?.logArtifactBytes(`images/${safePath(tag)}/step_${step}.png`, png);
       }
+    },
+    async markResumed(step) {
+      await events.restartAt(step, `resumed; steps from ${step} on replace the previous attempt's`);
     },
     async logArtifacts(files) {
       for (const f of files) mlflow?.logArtifactFile(f.path, f.artifactPath);

@@ -178,6 +178,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     early.state = state.early;
     rng.state = state.rngState;
     log.info(`resumed from ${resumeDir} after epoch ${state.epoch}/${totalEpochs}`);
+    await opts.tracker?.markResumed(state.epoch + 1);
   }
 
   const { engine, reason: engineReason } = await createTrainEngine({
