@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { augmentationSchema, syntheticDefectsSchema } from '../lib/config/schema';
 import { augmentBatch, toFloatBatch } from '../lib/data/augment';
-import { withSyntheticDefects } from '../lib/data/synthetic-defects';
+import { grayImages, withSyntheticDefects } from '../lib/data/synthetic-defects';
 import { Rng } from '../lib/util/rng';
 
 const S = 16;
@@ -147,6 +147,12 @@ describe('synthetic defects', () => {
     }
     const other = withSyntheticDefects(clean, 6, S, cfg, new Rng(4));
     expect(other).not.toEqual(a);
+  });
+
+  it('tells grayscale sources (three equal channels) from colour ones', () => {
+    const imgs = batch(3); // random colour
+    for (let i = 0; i < S * S * 3; i += 3) imgs.fill(imgs[i], i, i + 3); // image 0 made grey
+    expect(grayImages(imgs, 3, S)).toEqual([true, false, false]);
   });
 
   it('grayscale images stay grayscale', () => {

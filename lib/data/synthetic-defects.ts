@@ -24,6 +24,8 @@ export function withSyntheticDefects(
   size: number,
   cfg: SyntheticDefectsConfig,
   rng: Rng,
+  /** Per image: a grayscale source (augmentation noise makes its channels differ; see grayImages). */
+  gray: readonly boolean[] = [],
 ): Float32Array {
   if (cfg.probability <= 0) return clean;
   const out = clean.slice();
@@ -31,17 +33,23 @@ export function withSyntheticDefects(
   for (let b = 0; b < n; b++) {
     if (rng.next() >= cfg.probability) continue;
     const count = 1 + rng.int(cfg.max_count);
-    const gray = isGray(clean, b * per, per);
-    for (let d = 0; d < count; d++) pasteDefect(clean, out, b * per, size, cfg, rng, gray);
+    const g = gray[b] ?? isGray(clean, b * per, per);
+    for (let d = 0; d < count; d++) pasteDefect(clean, out, b * per, size, cfg, rng, g);
   }
   return out;
 }
 
 /** Grayscale images (loaded as 3 equal channels) get grey fills: a colour would be a trivial tell. */
-function isGray(img: Float32Array, start: number, len: number): boolean {
+function isGray(img: ArrayLike<number>, start: number, len: number): boolean {
   for (let k = start; k < start + len; k += 3)
     if (img[k] !== img[k + 1] || img[k] !== img[k + 2]) return false;
   return true;
+}
+
+/** Which of `count` uint8 NHWC images of size x size x 3 are grayscale (three equal channels). */
+export function grayImages(images: Uint8Array, count: number, size: number): boolean[] {
+  const per = size * size * 3;
+  return Array.from({ length: count }, (_, i) => isGray(images, i * per, per));
 }
 
 function pasteDefect(
