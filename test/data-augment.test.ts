@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { augmentationSchema, syntheticDefectsSchema } from '../lib/config/schema';
 import { augmentBatch, toFloatBatch } from '../lib/data/augment';
-import { grayImages, withSyntheticDefects } from '../lib/data/synthetic-defects';
+import { withSyntheticDefects } from '../lib/data/synthetic-defects';
 import { Rng } from '../lib/util/rng';
 
 const S = 16;
@@ -147,24 +147,6 @@ describe('synthetic defects', () => {
     }
     const other = withSyntheticDefects(clean, 6, S, cfg, new Rng(4));
     expect(other).not.toEqual(a);
-  });
-
-  it('tells grayscale sources (three equal channels) from colour ones', () => {
-    const imgs = batch(3); // random colour
-    for (let i = 0; i < S * S * 3; i += 3) imgs.fill(imgs[i], i, i + 3); // image 0 made grey
-    expect(grayImages(imgs, 3, S)).toEqual([true, false, false]);
-  });
-
-  it('grayscale images stay grayscale', () => {
-    const gray = new Float32Array(4 * S * S * 3);
-    const r = new Rng(2);
-    for (let i = 0; i < gray.length; i += 3) gray.fill(r.next(), i, i + 3);
-    const out = withSyntheticDefects(gray, 4, S, defects({ probability: 1, max_count: 8 }), new Rng(5));
-    expect(out).not.toEqual(gray);
-    for (let i = 0; i < out.length; i += 3) {
-      expect(out[i + 1]).toBe(out[i]);
-      expect(out[i + 2]).toBe(out[i]);
-    }
   });
 
   it('probability is the share of images that get defects', () => {

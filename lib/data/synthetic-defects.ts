@@ -16,7 +16,6 @@ import type { Rng } from '../util/rng';
  * Returns a copy of `clean` (n NHWC images of size x size x 3 in [0,1]) with synthetic defects in
  * some images, or `clean` itself when `cfg.probability` is 0. Per image, in this order of draws:
  * whether it gets defects, how many, then per defect its shape, size, position, fill and opacity.
- * Grayscale images (three equal channels) stay grayscale.
  */
 export function withSyntheticDefects(
   clean: Float32Array,
@@ -24,8 +23,6 @@ export function withSyntheticDefects(
   size: number,
   cfg: SyntheticDefectsConfig,
   rng: Rng,
-  /** Per image: a grayscale source (augmentation noise makes its channels differ; see grayImages). */
-  gray: readonly boolean[] = [],
 ): Float32Array {
   if (cfg.probability <= 0) return clean;
   const out = clean.slice();
@@ -33,23 +30,9 @@ export function withSyntheticDefects(
   for (let b = 0; b < n; b++) {
     if (rng.next() >= cfg.probability) continue;
     const count = 1 + rng.int(cfg.max_count);
-    const g = gray[b] ?? isGray(clean, b * per, per);
-    for (let d = 0; d < count; d++) pasteDefect(clean, out, b * per, size, cfg, rng, g);
+    for (let d = 0; d < count; d++) pasteDefect(clean, out, b * per, size, cfg, rng);
   }
   return out;
-}
-
-/** Grayscale images (loaded as 3 equal channels) get grey fills: a colour would be a trivial tell. */
-function isGray(img: ArrayLike<number>, start: number, len: number): boolean {
-  for (let k = start; k < start + len; k += 3)
-    if (img[k] !== img[k + 1] || img[k] !== img[k + 2]) return false;
-  return true;
-}
-
-/** Which of `count` uint8 NHWC images of size x size x 3 are grayscale (three equal channels). */
-export function grayImages(images: Uint8Array, count: number, size: number): boolean[] {
-  const per = size * size * 3;
-  return Array.from({ length: count }, (_, i) => isGray(images, i * per, per));
 }
 
 function pasteDefect(
@@ -59,7 +42,6 @@ function pasteDefect(
   size: number,
   cfg: SyntheticDefectsConfig,
   rng: Rng,
-  gray: boolean,
 ): void {
   const ellipse = rng.next() < 0.5;
   const w = Math.max(2, Math.round(rng.uniform(cfg.min_size, cfg.max_size) * size));
@@ -71,7 +53,6 @@ function pasteDefect(
   const sx0 = rng.int(size - w + 1);
   const sy0 = rng.int(size - h + 1);
   const colour = [rng.next(), rng.next(), rng.next()];
-  if (gray) colour.fill(colour[0]);
   // Faint defects too, so that the network also learns to remove subtle ones.
   const alpha = rng.uniform(0.5, 1);
   const rx = w / 2;

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import type { TrainingConfig } from '../config/schema';
 import { augmentBatch, toFloatBatch } from '../data/augment';
-import { grayImages, withSyntheticDefects } from '../data/synthetic-defects';
+import { withSyntheticDefects } from '../data/synthetic-defects';
 import type { CachedSplit } from '../data/tensor-cache';
 import type { LossFunction, LossTerm } from '../model/losses';
 import { createLoss } from '../model/losses';
@@ -200,7 +200,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     early: early.state,
     partial,
   });
-  const gray = grayImages(data.images, data.count, data.size);
   const started = performance.now();
   let imagesSeen = 0;
   let computeSeconds = 0;
@@ -245,14 +244,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         const idx = order.slice(b * batchSize, (b + 1) * batchSize);
         const t0 = performance.now();
         const clean = augmentBatch(data.images, idx, data.size, cfg.augmentation, rng);
-        const inputs = withSyntheticDefects(
-          clean,
-          idx.length,
-          data.size,
-          cfg.synthetic_defects,
-          rng,
-          idx.map((i) => gray[i]),
-        );
+        const inputs = withSyntheticDefects(clean, idx.length, data.size, cfg.synthetic_defects, rng);
         const out = await engine.step(inputs, idx.length, lr, clean);
         const dt = (performance.now() - t0) / 1000;
         computeSeconds += dt;
