@@ -30,6 +30,7 @@ describe('train step', () => {
     expect(meta.perceptualLoss.statement).toMatch(/weight 0/);
     expect(meta.backendInfo).toMatchObject({ name: 'wasm', simd: true });
     expect(meta.peakRssMiB).toBeGreaterThan(0);
+    expect(meta.syntheticDefects).toEqual({ probability: 0.5, max_count: 2, min_size: 0.05, max_size: 0.25 });
     const history = JSON.parse(await readFile(join(ctx.stepDir, 'history.json'), 'utf8'));
     expect(history).toHaveLength(2);
     const withCk = progress.filter((p) => p.checkpoint);

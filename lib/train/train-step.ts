@@ -135,6 +135,8 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
     mixedPrecision: backend.mixedPrecision,
     perceptualLoss: result.perceptual,
     lossWeights: result.lossWeights,
+    // The training objective: inputs with these pasted patches, clean images as targets.
+    syntheticDefects: cfg.synthetic_defects,
     tfjsVersion: tf.version.tfjs,
     images: { train: trainSplit.count, val: valSplit?.count ?? 0, size: trainSplit.size },
   });
