@@ -51,5 +51,13 @@ describe('train step', () => {
     expect(events[1]).toMatchObject({ step: 3, session_log: { status: 1 } });
     const firstAttempt = readRecords(await readFile(join(tbDir, files[0]))).map(decodeEvent);
     expect(firstAttempt.some((e) => e.session_log)).toBe(false);
+    // Reconstruction images: clean | reconstruction | with synthetic defects | their reconstruction.
+    const images = firstAttempt.flatMap((e) =>
+      ((e.summary as { value?: { tag: string; image?: { height: number; width: number } }[] })?.value ?? [])
+        .filter((v) => v.image)
+        .map((v) => ({ tag: v.tag, ...v.image })),
+    );
+    expect(images.length).toBeGreaterThan(0);
+    expect(images[0]).toMatchObject({ tag: 'reconstruction', height: 4 * 32 });
   });
 });

@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import type { TrainingConfig } from '../config/schema';
+import type { SyntheticDefectsConfig, TrainingConfig } from '../config/schema';
 import { augmentBatch, toFloatBatch } from '../data/augment';
 import { withSyntheticDefects } from '../data/synthetic-defects';
 import type { CachedSplit } from '../data/tensor-cache';
@@ -116,23 +116,37 @@ async function validate(engine: TrainEngine, val: CachedSplit, batchSize: number
 }
 
 /** A side-by-side PNG strip: inputs on top, reconstructions below. */
-async function reconstructionPng(model: tf.LayersModel, split: CachedSplit, n: number): Promise<Uint8Array> {
+/**
+ * Rows of `n` images: clean, its reconstruction and, when synthetic defects are on, the same images
+ * with defects (a fixed draw, every image) and their reconstruction: whether the network removes them.
+ */
+async function reconstructionPng(
+  model: tf.LayersModel,
+  split: CachedSplit,
+  n: number,
+  defects: SyntheticDefectsConfig,
+): Promise<Uint8Array> {
   const k = Math.min(n, split.count);
   const idx = Array.from({ length: k }, (_, i) => i);
   const s = split.size;
+  const clean = toFloatBatch(split.images, idx, s);
+  const damaged =
+    defects.probability > 0
+      ? withSyntheticDefects(clean, k, s, { ...defects, probability: 1 }, new Rng(0x5eed))
+      : null;
   const pixels = tf.tidy(() => {
-    const x = batchTensor(toFloatBatch(split.images, idx, s), k, s);
-    const y = model.predict(x) as tf.Tensor4D;
     const row = (t: tf.Tensor4D) => tf.concat(tf.unstack(t), 1); // [s, k*s, 3]
-    return tf
-      .concat([row(x), row(y)], 0)
-      .mul(255)
-      .clipByValue(0, 255)
-      .cast('int32');
+    const rows: tf.Tensor[] = [];
+    for (const images of damaged ? [clean, damaged] : [clean]) {
+      const x = batchTensor(images, k, s);
+      rows.push(row(x), row(model.predict(x) as tf.Tensor4D));
+    }
+    return tf.concat(rows, 0).mul(255).clipByValue(0, 255).cast('int32');
   });
   const data = Uint8Array.from(pixels.dataSync());
+  const height = pixels.shape[0];
   pixels.dispose();
-  return sharp(data, { raw: { width: k * s, height: 2 * s, channels: 3 } })
+  return sharp(data, { raw: { width: k * s, height, channels: 3 } })
     .png()
     .toBuffer();
 }
@@ -336,7 +350,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         for (const [k, v] of Object.entries(terms)) scalars[`loss/${k}`] = v;
         await opts.tracker.logScalars(state.epoch, scalars);
         if (imageEvery > 0 && (state.epoch % imageEvery === 0 || state.epoch === 1 || last)) {
-          const png = await reconstructionPng(model, val ?? data, 4);
+          const png = await reconstructionPng(model, val ?? data, 4, cfg.synthetic_defects);
           await opts.tracker.logImages(state.epoch, [{ tag: 'reconstruction', png }]);
         }
       }
