@@ -82,6 +82,8 @@ const CONFIGS: [string, AnomalyMapConfig][] = [
     cfg({ ssim_weight: 0, smoothing_sigma: 0, score: 'topk_mean', score_border: 0 }),
   ],
   ['score border 0.25, top-10 mean', cfg({ score_border: 0.25, score: 'topk_mean', topk: 10 })],
+  // Differs from the defaults in the score border only: one scorer must not reuse their session.
+  ['score border 0.25, otherwise the defaults', cfg({ score_border: 0.25 })],
   [
     'ssim only, sigma 4, top-10 mean',
     cfg({ mse_weight: 0, smoothing_sigma: 4, score: 'topk_mean', topk: 10 }),

@@ -22,6 +22,7 @@ import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from '../eval/ano
 import { inferenceGraph, ONNX_OUTPUT } from './onnx-export';
 import { GraphBuilder } from './onnx-graph';
 import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';
+import { ssimFromMoments } from './onnx-ssim';
 import { gaussianKernel1d, SSIM_DEFAULTS } from './ssim';
 
 export const ONNX_MAP_OUTPUT = 'anomaly_map';
@@ -60,9 +61,7 @@ export function symmetricPadIndices(size: number, radius: number): number[] {
 
 /** SSIM map [N,C,H,W] of NCHW a, b: the five Gaussian moments of every channel blurred in one pass. */
 function ssimNchw(g: GraphBuilder, a: string, b: string, c: number): string {
-  const { windowSize, sigma, maxVal } = SSIM_DEFAULTS;
-  const c1 = (0.01 * maxVal) ** 2;
-  const c2 = (0.03 * maxVal) ** 2;
+  const { windowSize, sigma } = SSIM_DEFAULTS;
   const moments = g.op(
     'Concat',
     [a, b, g.op('Mul', [a, a]), g.op('Mul', [b, b]), g.op('Mul', [a, b])],
@@ -78,23 +77,7 @@ function ssimNchw(g: GraphBuilder, a: string, b: string, c: number): string {
   );
   const part = (i: number) =>
     g.op('Slice', [blurred, g.ints64([i * c]), g.ints64([(i + 1) * c]), g.ints64([1])]);
-  const [muA, muB, eAA, eBB, eAB] = [0, 1, 2, 3, 4].map(part);
-  const muA2 = g.op('Mul', [muA, muA]);
-  const muB2 = g.op('Mul', [muB, muB]);
-  const muAB = g.op('Mul', [muA, muB]);
-  const sigA2 = g.op('Sub', [eAA, muA2]);
-  const sigB2 = g.op('Sub', [eBB, muB2]);
-  const sigAB = g.op('Sub', [eAB, muAB]);
-  const two = g.floats([2]);
-  const num = g.op('Mul', [
-    g.op('Add', [g.op('Mul', [muAB, two]), g.floats([c1])]),
-    g.op('Add', [g.op('Mul', [sigAB, two]), g.floats([c2])]),
-  ]);
-  const den = g.op('Mul', [
-    g.op('Add', [g.op('Add', [muA2, muB2]), g.floats([c1])]),
-    g.op('Add', [g.op('Add', [sigA2, sigB2]), g.floats([c2])]),
-  ]);
-  return g.op('Div', [num, den]);
+  return ssimFromMoments(g, [part(0), part(1), part(2), part(3), part(4)]).map;
 }
 
 const channelMean = (g: GraphBuilder, x: string) =>

@@ -28,6 +28,7 @@
 import { EDGE_EPS, type LossTerm, SOBEL_X, SOBEL_Y } from './losses';
 import { GraphBuilder } from './onnx-graph';
 import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';
+import { type SsimMoments, ssimFromMoments } from './onnx-ssim';
 import { TRAIN_OUTPUT_GRAD } from './onnx-train-graph';
 import { gaussianKernel1d, SSIM_DEFAULTS } from './ssim';
 
@@ -135,31 +136,14 @@ export function buildLossGraph(imageSize: number, weights: Partial<Record<LossTe
       mseGrad = g.op('Mul', [d, coef(2 * w)]);
     } else if (term === 'ssim') {
       const { xT, pT } = toNchw();
-      const { windowSize, sigma, maxVal } = SSIM_DEFAULTS;
-      const c1 = g.floats([(0.01 * maxVal) ** 2]);
-      const c2 = g.floats([(0.03 * maxVal) ** 2]);
-      const two = g.floats([2]);
+      const { windowSize, sigma } = SSIM_DEFAULTS;
       const k = gaussianKernel1d(windowSize, sigma);
       // Each moment blurred on its own: a Concat + Split of the five would copy them twice.
-      const [muA, muB, eAA, eBB, eAB] = [
-        xT,
-        pT,
-        g.op('Mul', [xT, xT]),
-        g.op('Mul', [pT, pT]),
-        g.op('Mul', [xT, pT]),
-      ].map((m) => blur(g, m, c, k));
-      const muA2 = g.op('Mul', [muA, muA]);
-      const muB2 = g.op('Mul', [muB, muB]);
-      const muAB = g.op('Mul', [muA, muB]);
-      const sA = g.op('Sub', [eAA, muA2]);
-      const sB = g.op('Sub', [eBB, muB2]);
-      const sAB = g.op('Sub', [eAB, muAB]);
-      const a1 = g.op('Add', [g.op('Mul', [muAB, two]), c1]);
-      const a2 = g.op('Add', [g.op('Mul', [sAB, two]), c2]);
-      const d1 = g.op('Add', [g.op('Add', [muA2, muB2]), c1]);
-      const d2 = g.op('Add', [g.op('Add', [sA, sB]), c2]);
-      const den = g.op('Mul', [d1, d2]);
-      const map = g.op('Div', [g.op('Mul', [a1, a2]), den]);
+      const moments = [xT, pT, g.op('Mul', [xT, xT]), g.op('Mul', [pT, pT]), g.op('Mul', [xT, pT])].map((m) =>
+        blur(g, m, c, k),
+      ) as SsimMoments;
+      const [muA, muB] = moments;
+      const { a1, a2, d1, d2, den, map } = ssimFromMoments(g, moments);
       value = g.op(
         'Sub',
         [scalar(g, 'one', 1), g.op('ReduceMean', [map], [int('keepdims', 0)])],

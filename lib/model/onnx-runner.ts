@@ -99,7 +99,8 @@ export async function createOnnxScorer(
   // Promises, so that concurrent first calls with one config share one session.
   const sessions = new Map<string, Promise<InferenceSession>>();
   const session = (cfg: AnomalyMapConfig) => {
-    const key = JSON.stringify([cfg.mse_weight, cfg.ssim_weight, cfg.smoothing_sigma, cfg.score, cfg.topk]);
+    // Every setting is baked into the graph, so every one is part of the key.
+    const key = JSON.stringify(Object.entries(cfg).sort(([a], [b]) => (a < b ? -1 : 1)));
     let s = sessions.get(key);
     if (!s) {
       s = ort.InferenceSession.create(exportOnnxScorer(model, cfg), sessionOptions(threads));

@@ -66,10 +66,10 @@ interface LossResult extends StepOutput {
   grad: Ort.Tensor;
 }
 
-/** One optimisation step's worth of ONNX Runtime sessions and the parameters they train. */
 /** Batch x image pixels up to which training sessions keep ONNX Runtime's memory arena (16 x 128²). */
 export const ARENA_MAX_PIXELS_PER_STEP = 16 * 128 * 128;
 
+/** One optimisation step's worth of ONNX Runtime sessions and the parameters they train. */
 export class OnnxTrainEngine implements TrainEngine {
   readonly name = 'onnx' as const;
   private iterations = 0;

@@ -115,7 +115,6 @@ async function validate(engine: TrainEngine, val: CachedSplit, batchSize: number
   return sum / val.count;
 }
 
-/** A side-by-side PNG strip: inputs on top, reconstructions below. */
 /**
  * Rows of `n` images: clean, its reconstruction and, when synthetic defects are on, the same images
  * with defects (a fixed draw, every image) and their reconstruction: whether the network removes them.
