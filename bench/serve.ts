@@ -21,7 +21,7 @@ import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig } from '../lib/config/schema';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { saveModel } from '../lib/model/io';
-import { exportModelPackage, writeCalibration } from '../lib/model/package';
+import { exportModelPackage, sealPackage } from '../lib/model/package';
 import { buildUNetLite } from '../lib/model/unet';
 import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { loadDefaultScorer } from '../lib/serve/predictor';
@@ -82,20 +82,24 @@ async function randomPackage(dir: string, size: number): Promise<string> {
   const packageDir = join(dir, 'package');
   await exportModelPackage({
     modelDir: join(dir, 'model'),
-    packageDir,
+    packageDir: join(dir, 'uncalibrated'),
     category: 'bench',
     pipeline: 'bench',
     runId: 'random-init',
     config,
     training: { note: 'random init for benchmarking' },
   });
-  await writeCalibration(packageDir, {
-    imageThreshold: 0.5,
-    pixelThreshold: 0.3,
-    scoreNorm: { min: 0, max: 1 },
-    strategy: 'manual',
-    anomalyMap: anomalyMapSchema.parse({}),
-    imageSize: size,
+  await sealPackage({
+    fromDir: join(dir, 'uncalibrated'),
+    packageDir,
+    calibration: {
+      imageThreshold: 0.5,
+      pixelThreshold: 0.3,
+      scoreNorm: { min: 0, max: 1 },
+      strategy: 'manual',
+      anomalyMap: anomalyMapSchema.parse({}),
+      imageSize: size,
+    },
   });
   return packageDir;
 }

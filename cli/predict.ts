@@ -19,7 +19,7 @@ const program = new Command('predict')
   .description('Score images with a model package; writes predictions.csv, predictions.json and overlay PNGs')
   .requiredOption(
     '--model <dir>',
-    'model package folder (runs/<pipeline>/<run>/<category>/checkpoint/package)',
+    'model package folder (runs/<pipeline>/<run>/<category>/package/package)',
   )
   .requiredOption('--input <paths...>', 'image files and/or folders (searched recursively)')
   .option('--out <dir>', 'output folder', 'predictions')

@@ -27,7 +27,7 @@ import { startPipelineRun } from '../temporal/runs';
 import { startTestServer, type TestServer } from './support/temporal-server';
 
 const CATEGORIES = ['weave', 'chip'];
-const STEP_NAMES = ['preprocess', 'train', 'validate', 'checkpoint', 'threshold', 'report'];
+const STEP_NAMES = ['preprocess', 'train', 'validate', 'checkpoint', 'threshold', 'report', 'package'];
 const EPOCHS = 3;
 const WORKER_ENTRY = join(process.cwd(), 'worker.ts');
 
@@ -71,6 +71,7 @@ function pipelineYaml(epochs: number): string {
     '  - { name: checkpoint, activity: checkpoint, needs: [train, validate] }',
     '  - { name: threshold, activity: threshold, needs: [validate, checkpoint] }',
     '  - { name: report, activity: report, needs: [threshold] }',
+    '  - { name: package, activity: package, needs: [checkpoint, threshold, report] }',
     '',
   ].join('\n');
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import '@tensorflow/tfjs-backend-wasm';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { readScoresFile } from '../lib/eval/scores-file';
 import type { ThresholdsFile } from '../lib/eval/threshold-step';
 import { thresholdStep } from '../lib/eval/threshold-step';
 import { validateStep } from '../lib/eval/validate-step';
+import { packageStep } from '../lib/package/package-step';
 import { localHooks } from '../lib/steps/contracts';
 import { inputPath } from '../lib/steps/result';
 import { checkpointStep } from '../lib/train/checkpoint-step';
@@ -59,8 +61,11 @@ describe('validate and threshold steps', () => {
     expect(file.strategies).toHaveLength(5);
     expect(file.calibration.imageThreshold).toBe(file.imageThreshold);
     expect(file.calibration.scoreNorm.max).toBeGreaterThan(file.imageThreshold);
+    // The threshold step writes only below its own folder; the package step seals the calibration.
+    expect(existsSync(join(run.runDir, 'widget', 'checkpoint', 'package', 'calibration.json'))).toBe(false);
+    await packageStep(run.ctx('package'), localHooks());
     const pkgCal = JSON.parse(
-      await readFile(join(run.runDir, 'widget', 'checkpoint', 'package', 'calibration.json'), 'utf8'),
+      await readFile(join(run.runDir, 'widget', 'package', 'package', 'calibration.json'), 'utf8'),
     ) as { imageThreshold: number; strategy: string };
     expect(pkgCal.imageThreshold).toBe(file.imageThreshold);
     expect(pkgCal.strategy).toBe('mean_std');

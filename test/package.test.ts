@@ -5,13 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnomalyMapConfig } from '../lib/config/schema';
 import { saveModel } from '../lib/model/io';
-import {
-  configHash,
-  loadModelPackage,
-  PACKAGE_FORMAT_VERSION,
-  writeCalibration,
-  writePackageFile,
-} from '../lib/model/package';
+import { configHash, loadModelPackage, PACKAGE_FORMAT_VERSION, sealPackage } from '../lib/model/package';
 import { buildUNetLite } from '../lib/model/unet';
 import type { StepContext } from '../lib/steps/contracts';
 import { localHooks } from '../lib/steps/contracts';
@@ -72,19 +66,28 @@ describe('model package', () => {
     pkg.model.dispose();
   });
 
-  it('writePackageFile adds metrics.json and re-seals the manifest (concurrent writers keep both entries)', async () => {
-    const dir = join(root, 'metrics');
-    await makeTinyPackage(dir, { calibration: null });
-    await Promise.all([
-      writePackageFile(dir, 'metrics.json', { auroc: 0.9 }),
-      writeCalibration(dir, tinyCalibration()),
-    ]);
+  it('sealPackage seals a calibrated copy with metrics and leaves the source package unchanged', async () => {
+    const src = join(root, 'uncalibrated');
+    await makeTinyPackage(src, { calibration: null });
+    const before = await readFile(join(src, 'manifest.json'), 'utf8');
+    const dir = join(root, 'sealed');
+    await sealPackage({
+      fromDir: src,
+      packageDir: dir,
+      calibration: tinyCalibration(),
+      metrics: { auroc: 0.9 },
+    });
     const pkg = await loadModelPackage(dir);
     expect(pkg.metrics).toEqual({ auroc: 0.9 });
     expect(pkg.manifest.files['metrics.json'].sha256).toBe(await sha256File(join(dir, 'metrics.json')));
     expect(pkg.manifest.files['calibration.json']).toBeDefined();
     pkg.model.dispose();
-    await expect(writePackageFile(dir, 'manifest.json', {})).rejects.toThrow(/not a writable package file/);
+    expect(await readFile(join(src, 'manifest.json'), 'utf8')).toBe(before);
+    await expect(loadModelPackage(src)).rejects.toThrow(/calibration/);
+    // A calibration fitted at another size is refused, naming both sizes.
+    await expect(
+      sealPackage({ fromDir: src, packageDir: join(root, 'bad'), calibration: tinyCalibration(64) }),
+    ).rejects.toThrow(/64 px.*32 px/);
   });
 
   it('refuses a tampered file, naming it and the checksum mismatch', async () => {
@@ -141,8 +144,9 @@ describe('model package', () => {
 
   it('refuses a calibration for another image size', async () => {
     const dir = join(root, 'badcal');
-    await makeTinyPackage(dir, { calibration: tinyCalibration(64) });
-    await expectInvalid(dir, /calibration\.json: calibrated at 64 px but preprocess\.json says 32 px/);
+    await expect(makeTinyPackage(dir, { calibration: tinyCalibration(64) })).rejects.toThrow(
+      /calibrated at 64 px but the model's preprocess\.json says 32 px/,
+    );
   });
 });
 

@@ -70,6 +70,7 @@ describe('pipeline validation', () => {
         'checkpoint',
         'threshold',
         'report',
+        'package',
       ]);
     }
     expect((await loadPipeline('nightly')).spec.schedule?.cron).toEqual(['0 2 * * *']);
@@ -78,7 +79,7 @@ describe('pipeline validation', () => {
   it('rejects an unknown activity, listing the known ones', async () => {
     const msg = await pipelineError(`name: x\nsteps:\n  - { name: prep, activity: prepare }\n`);
     expect(msg).toMatch(
-      /steps\[0\]\.activity: expected one of preprocess, train, validate, checkpoint, threshold, report, got "prepare"/,
+      /steps\[0\]\.activity: expected one of preprocess, train, validate, checkpoint, threshold, report, package, got "prepare"/,
     );
   });
 
@@ -147,10 +148,10 @@ describe('pipeline validation', () => {
 
   it('rejects a step whose activity lacks its upstream activity', async () => {
     const msg = await pipelineError(
-      `name: x\nsteps:\n  - { name: preprocess, activity: preprocess }\n  - { name: train, activity: train, needs: [preprocess] }\n  - { name: validate, activity: validate, needs: [train] }\n  - { name: checkpoint, activity: checkpoint, needs: [train] }\n  - { name: threshold, activity: threshold, needs: [validate] }\n`,
+      `name: x\nsteps:\n  - { name: preprocess, activity: preprocess }\n  - { name: train, activity: train, needs: [preprocess] }\n  - { name: validate, activity: validate, needs: [train] }\n  - { name: checkpoint, activity: checkpoint, needs: [train] }\n  - { name: threshold, activity: threshold, needs: [validate] }\n  - { name: package, activity: package, needs: [threshold] }\n`,
     );
     expect(msg).toContain(
-      'steps[4] (threshold).needs: activity "threshold" uses the output of a "checkpoint" step',
+      'steps[5] (package).needs: activity "package" uses the output of a "checkpoint" step',
     );
     expect(msg).toContain('add "checkpoint" to its needs');
     const noTrain = await pipelineError(`name: x\nsteps:\n  - { name: v, activity: validate }\n`);

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thresholdStep } from '../lib/eval/threshold-step';
 import { validateStep } from '../lib/eval/validate-step';
+import { packageStep } from '../lib/package/package-step';
 import type { CategoryReport } from '../lib/report/category-report';
 import { toCsv } from '../lib/report/csv';
 import { reportStep } from '../lib/report/report-step';
@@ -134,8 +135,10 @@ describe('report step', () => {
     const md = await readFile(path('report_md'), 'utf8');
     expect(md).toContain('](plots/roc.png)');
     expect(md).toMatch(/undefined: needs defective validation images/);
+    run.results.report = report;
+    run.results.package = await packageStep(run.ctx('package'), localHooks());
     const metrics = JSON.parse(
-      await readFile(join(run.runDir, 'widget', 'checkpoint', 'package', 'metrics.json'), 'utf8'),
+      await readFile(join(run.runDir, 'widget', 'package', 'package', 'metrics.json'), 'utf8'),
     ) as Record<string, unknown>;
     expect(metrics.strategy).toBe('mean_std');
   });

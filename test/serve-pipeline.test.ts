@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thresholdStep } from '../lib/eval/threshold-step';
 import { validateStep } from '../lib/eval/validate-step';
+import { packageStep } from '../lib/package/package-step';
 import { reportStep } from '../lib/report/report-step';
 import { buildServer } from '../lib/serve/app';
 import { loadServedModels } from '../lib/serve/models';
@@ -27,6 +28,7 @@ beforeAll(async () => {
   run.results.checkpoint = await checkpointStep(run.ctx('checkpoint'), localHooks());
   run.results.threshold = await thresholdStep(run.ctx('threshold'), localHooks());
   run.results.report = await reportStep(run.ctx('report'), localHooks());
+  run.results.package = await packageStep(run.ctx('package'), localHooks());
   const { models } = await loadServedModels(run.runDir);
   ({ app } = await buildServer({ models }));
 });
@@ -38,7 +40,7 @@ afterAll(async () => {
 describe('serving a package produced by the pipeline steps', () => {
   it('predicts with the threshold step calibration', async () => {
     const cal = JSON.parse(
-      await readFile(join(run.runDir, 'widget', 'checkpoint', 'package', 'calibration.json'), 'utf8'),
+      await readFile(join(run.runDir, 'widget', 'package', 'package', 'calibration.json'), 'utf8'),
     ) as { imageThreshold: number };
     const res = await app.inject({
       method: 'POST',

@@ -46,7 +46,14 @@ beforeAll(async () => {
     runId: 'r3',
     pipeline: 'demo',
   });
+  // Uncalibrated (a checkpoint step's package): reported only when its category has nothing servable.
   await makeTinyPackage(join(runsDir, 'demo', 'r4', 'widget', 'checkpoint', 'package'), {
+    runId: 'r4',
+    pipeline: 'demo',
+    calibration: null,
+  });
+  await makeTinyPackage(join(runsDir, 'demo', 'r4', 'orphan', 'checkpoint', 'package'), {
+    category: 'orphan',
     runId: 'r4',
     pipeline: 'demo',
     calibration: null,
@@ -58,7 +65,8 @@ beforeAll(async () => {
     'gadget:r2',
     'widget:r3',
   ]);
-  expect(skipped.map((s) => s.reason).join('\n')).toMatch(/calibration\.json: missing/);
+  expect(skipped.map((s) => s.reason).join('\n')).toMatch(/orphan\/checkpoint\/package\/calibration\.json: missing/);
+  expect(skipped.map((s) => s.dir).join('\n')).not.toMatch(/r4\/widget/);
   ({ app } = await buildServer({ models, maxBodyMb: 0.25, maxPixels: 200 * 200, maxFiles: 4 }));
   png = await testImage('png');
 });

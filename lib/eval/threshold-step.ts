@@ -1,6 +1,5 @@
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { ThresholdConfig } from '../config/schema';
-import { writeCalibration } from '../model/package';
 import type { StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 import { writeJsonAtomic } from '../util/atomic';
@@ -55,8 +54,8 @@ export function fitThresholds(
 
 /**
  * threshold: computes all strategies on the validation split, selects one (explicit fallback), writes
- * thresholds.json and calibration.json, and puts the calibration into the model package when a
- * checkpoint step exported one.
+ * thresholds.json and calibration.json in its own folder (the package step seals them into the
+ * servable package).
  */
 export const thresholdStep: StepFunction = async (ctx, hooks) => {
   const startedAt = new Date();
@@ -68,11 +67,6 @@ export const thresholdStep: StepFunction = async (ctx, hooks) => {
   await writeJsonAtomic(thresholdsPath, fitted);
   const calibrationPath = join(ctx.stepDir, 'calibration.json');
   await writeJsonAtomic(calibrationPath, fitted.calibration);
-  let packageDir: string | null = null;
-  if (ctx.inputs.checkpoint?.outputs.some((o) => o.name === 'package_manifest')) {
-    packageDir = dirname(inputPath(ctx, 'checkpoint', 'package_manifest'));
-    await writeCalibration(packageDir, { ...fitted.calibration });
-  }
   return finishStep(
     ctx,
     'threshold',
@@ -86,7 +80,6 @@ export const thresholdStep: StepFunction = async (ctx, hooks) => {
         : null,
       imageThreshold: fitted.imageThreshold,
       pixelThreshold: fitted.pixelThreshold,
-      calibratedPackage: packageDir,
     },
   );
 };

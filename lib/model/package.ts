@@ -7,13 +7,16 @@
  *   metadata.json              category, pipeline, run id, training summary, config (+ hash)
  *   calibration.json           thresholds and score normalisation (threshold step; required to serve)
  *   metrics.json               evaluation metrics (report step; optional)
+ *
+ * The checkpoint step exports the model without calibration; the package step seals the servable copy
+ * (sealPackage) in its own folder. Neither changes after sealing.
  *   manifest.json              format version + sha256 of every other file; written last
  *
  * The manifest is the package's commit point: a reader trusts only files whose hash it lists, so a
  * half-copied or hand-edited package is refused with a message naming the file.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
@@ -227,43 +230,57 @@ async function replaceDir(src: string, dest: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
-/** Adds or replaces one JSON file of a package (calibration, metrics...) and re-seals the manifest. */
-export async function writePackageFile(
-  packageDir: string,
-  name: string,
-  json: JsonValue | object,
-): Promise<void> {
-  if (name === PACKAGE_FILES.manifest || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
-    throw new UserError(
-      'INVALID_ARGUMENT',
-      `writePackageFile: '${name}' is not a writable package file name`,
-    );
-  }
-  await stat(join(packageDir, PACKAGE_FILES.manifest)).catch((err) => {
-    throw new UserError(
-      'INVALID_MODEL',
-      `${join(packageDir, PACKAGE_FILES.manifest)}: missing; export the package (checkpoint step) before adding ${name}`,
-      { cause: err },
-    );
-  });
-  // The threshold and report steps may write to one package at once: the lock keeps one manifest
-  // update from dropping the other's entry.
-  await withDirLock(packageDir, async () => {
-    await writeJsonAtomic(join(packageDir, name), json);
-    await writeManifest(packageDir);
-  });
+export interface SealPackageOptions {
+  /** A sealed, uncalibrated package (the checkpoint step's). */
+  fromDir: string;
+  /** Destination (the package step's own folder); replaced as a whole if it exists. */
+  packageDir: string;
+  calibration: Calibration;
+  /** Test metrics (report step), shown by `serve`. */
+  metrics?: Record<string, JsonValue> | null;
 }
 
-/** Writes calibration.json (called by the threshold step). */
-export async function writeCalibration(packageDir: string, calibration: Calibration): Promise<void> {
-  const parsed = calibrationSchema.safeParse(calibration);
+/**
+ * The servable package: the files of `fromDir` (verified against its manifest; hard-linked where the
+ * filesystem allows, so a large model is not copied), plus calibration.json and metrics.json, sealed by
+ * a new manifest. Built in a temp folder and renamed into place; `fromDir` is never modified, and the
+ * result is never modified after it is sealed.
+ */
+export async function sealPackage(opts: SealPackageOptions): Promise<void> {
+  const source = await validateModelPackage(opts.fromDir, { requireCalibration: false });
+  const parsed = calibrationSchema.safeParse(opts.calibration);
   if (!parsed.success) {
     throw new UserError(
       'INVALID_ARGUMENT',
-      `calibration for ${packageDir} is invalid: ${z.prettifyError(parsed.error)}`,
+      `calibration for ${opts.packageDir} is invalid: ${z.prettifyError(parsed.error)}`,
     );
   }
-  await writePackageFile(packageDir, PACKAGE_FILES.calibration, parsed.data);
+  if (parsed.data.imageSize !== source.preprocess.imageSize) {
+    throw invalid(
+      opts.fromDir,
+      `calibrated at ${parsed.data.imageSize} px but the model's preprocess.json says ${source.preprocess.imageSize} px`,
+    );
+  }
+  const tmp = join(
+    dirname(opts.packageDir),
+    `.${basename(opts.packageDir)}.${randomBytes(4).toString('hex')}.tmp`,
+  );
+  try {
+    await mkdir(tmp, { recursive: true });
+    for (const name of Object.keys(source.manifest.files)) {
+      if (name === PACKAGE_FILES.calibration || name === PACKAGE_FILES.metrics) continue;
+      await link(join(opts.fromDir, name), join(tmp, name)).catch(() =>
+        copyFile(join(opts.fromDir, name), join(tmp, name)),
+      );
+    }
+    await writeJsonAtomic(join(tmp, PACKAGE_FILES.calibration), parsed.data);
+    if (opts.metrics) await writeJsonAtomic(join(tmp, PACKAGE_FILES.metrics), opts.metrics);
+    await writeManifest(tmp);
+    await replaceDir(tmp, opts.packageDir);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 /** Hashes every regular file of the folder (except the manifest and dot-files: temp files, locks). */
@@ -284,33 +301,6 @@ async function writeManifest(dir: string): Promise<void> {
     files,
   };
   await writeJsonAtomic(join(dir, PACKAGE_FILES.manifest), manifest);
-}
-
-/** Cross-process lock: an exclusively created file; a lock older than `staleMs` is from a dead writer. */
-async function withDirLock<T>(dir: string, fn: () => Promise<T>, staleMs = 30_000): Promise<T> {
-  const lock = join(dir, '.manifest.lock');
-  const deadline = Date.now() + 2 * staleMs;
-  for (;;) {
-    try {
-      const fh = await open(lock, 'wx');
-      await fh.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const age = await stat(lock).then(
-        (s) => Date.now() - s.mtimeMs,
-        () => 0,
-      );
-      if (age > staleMs) await rm(lock, { force: true });
-      else if (Date.now() > deadline) throw new Error(`${lock}: still locked after ${2 * staleMs} ms`);
-      else await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lock, { force: true });
-  }
 }
 
 function invalid(path: string, what: string, cause?: unknown): UserError {

@@ -16,8 +16,9 @@ export const ACTIVITY_REQUIRES: Record<StepActivity, StepActivity[]> = {
   train: ['preprocess'],
   validate: ['train'],
   checkpoint: ['train'],
-  threshold: ['validate', 'checkpoint'],
+  threshold: ['validate'],
   report: ['threshold', 'validate'],
+  package: ['checkpoint', 'threshold'],
 };
 
 const stepLabel = (steps: DagStep[], i: number) => `steps[${i}] (${steps[i].name})`;

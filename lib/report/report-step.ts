@@ -3,7 +3,6 @@ import { readCachedSplit } from '../data/tensor-cache';
 import { readMaps } from '../eval/map-store';
 import { readScoresFile } from '../eval/scores-file';
 import type { ThresholdsFile } from '../eval/threshold-step';
-import { PACKAGE_FILES, writePackageFile } from '../model/package';
 import type { StepContext, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 import { buildCategoryReport, type CategoryReport, type ReportInput } from './category-report';
@@ -54,11 +53,6 @@ export const reportStep: StepFunction = async (ctx, hooks) => {
   const report = buildCategoryReport(input);
   hooks.progress({ stage: 'rendering report' });
   const files: ReportFiles = await writeCategoryReport(ctx.stepDir, report, input);
-  if (ctx.inputs.checkpoint?.outputs.some((o) => o.name === 'package_manifest')) {
-    // Test metrics travel with the model package, so `serve` can show what the model is worth.
-    const packageDir = dirname(inputPath(ctx, 'checkpoint', 'package_manifest'));
-    await writePackageFile(packageDir, PACKAGE_FILES.metrics, headline(report));
-  }
   return finishStep(
     ctx,
     'report',

@@ -81,14 +81,23 @@ export async function loadServedModels(path: string): Promise<LoadModelsResult> 
   if (dirs.length === 0) {
     throw new UserError(
       'INVALID_ARGUMENT',
-      `--models ${path}: no model packages found (expected a package folder with manifest.json, or a runs folder containing <run>/<category>/checkpoint/package)`,
+      `--models ${path}: no model packages found (expected a package folder with manifest.json, or a runs folder containing <run>/<category>/package/package)`,
     );
   }
   const skipped: SkippedPackage[] = [];
+  // A run's checkpoint step leaves an uncalibrated package next to the servable one of its package
+  // step: reported only when its category has nothing servable.
+  const uncalibrated: (SkippedPackage & { category: string })[] = [];
   const newest = new Map<string, { dir: string; createdAt: string }>();
   for (const dir of dirs) {
     try {
-      const info = await validateModelPackage(dir, { requireCalibration: true });
+      const info = await validateModelPackage(dir, { requireCalibration: false });
+      if (!info.calibration) {
+        await validateModelPackage(dir, { requireCalibration: true }).catch((err: Error) =>
+          uncalibrated.push({ dir, reason: err.message, category: info.metadata.category }),
+        );
+        continue;
+      }
       const cur = newest.get(info.metadata.category);
       if (!cur || info.metadata.createdAt > cur.createdAt) {
         if (cur) skipped.push({ dir: cur.dir, reason: `older than ${dir}` });
@@ -98,6 +107,7 @@ export async function loadServedModels(path: string): Promise<LoadModelsResult> 
       skipped.push({ dir, reason: (err as Error).message });
     }
   }
+  for (const u of uncalibrated) if (!newest.has(u.category)) skipped.push({ dir: u.dir, reason: u.reason });
   if (newest.size === 0) {
     throw new UserError(
       'INVALID_MODEL',

@@ -5,7 +5,11 @@
  */
 import type { TrainingConfig } from '../config/schema';
 
-/** The activities a pipeline YAML may name. `summary` runs once per pipeline, after all categories. */
+/**
+ * The activities a pipeline YAML may name. `summary` runs once per pipeline, after all categories.
+ * `package` seals the servable model package (checkpoint's model + threshold's calibration + report's
+ * metrics) once, in its own folder: no step writes into another step's folder.
+ */
 export const STEP_ACTIVITIES = [
   'preprocess',
   'train',
@@ -13,6 +17,7 @@ export const STEP_ACTIVITIES = [
   'checkpoint',
   'threshold',
   'report',
+  'package',
 ] as const;
 export type StepActivity = (typeof STEP_ACTIVITIES)[number];
 

@@ -7,6 +7,7 @@ import { preprocessStep } from '../data/preprocess-step';
 import { thresholdStep } from '../eval/threshold-step';
 import { validateStep } from '../eval/validate-step';
 import type { CategoryOutcome, SummaryResult } from '../pipeline/outcome';
+import { packageStep } from '../package/package-step';
 import { reportStep } from '../report/report-step';
 import { writeSummary } from '../report/summary';
 import { checkpointStep } from '../train/checkpoint-step';
@@ -21,6 +22,7 @@ export const STEPS: Record<StepActivity, StepFunction> = {
   checkpoint: checkpointStep,
   threshold: thresholdStep,
   report: reportStep,
+  package: packageStep,
 };
 
 /** Writes `<runDir>/summary/summary.{md,html,json}` from the categories' outcomes. */

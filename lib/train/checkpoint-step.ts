@@ -1,15 +1,14 @@
 /**
- * The pipeline's `checkpoint` step: turns the train step's best model into a model package
- * (`<stepDir>/package`), the unit that the threshold step calibrates and `npm run serve` loads.
+ * The pipeline's `checkpoint` step: turns the train step's best model into a sealed, uncalibrated model
+ * package (`<stepDir>/package`); the package step adds the calibration in a servable copy of its own.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { exportModelPackage, PACKAGE_FILES, PACKAGE_FORMAT_VERSION } from '../model/package';
+import { PACKAGE_DIR_NAME } from '../package/package-step';
 import type { JsonValue, StepContext, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 
-/** Folder name of the package inside the checkpoint step's folder (serve discovers `*\/checkpoint/package`). */
-export const PACKAGE_DIR_NAME = 'package';
 
 /**
  * Training facts for metadata.json: the train step's summary, enriched with its `metadata` artifact

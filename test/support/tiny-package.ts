@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig, type TrainingConfig } from '../../lib/config/schema';
 import type { Calibration } from '../../lib/eval/calibration';
 import { saveModel } from '../../lib/model/io';
-import { exportModelPackage, writeCalibration } from '../../lib/model/package';
+import { exportModelPackage, sealPackage } from '../../lib/model/package';
 import { buildUNetLite } from '../../lib/model/unet';
 
 export async function useWasm(): Promise<void> {
@@ -54,9 +54,11 @@ export async function makeTinyPackage(packageDir: string, opts: TinyPackageOptio
   const model = buildUNetLite({ imageSize, widths: config.model.widths, seed: 7 });
   await saveModel(model, modelDir);
   model.dispose();
+  // Like a pipeline: the checkpoint step's uncalibrated package, then the package step's sealed copy.
+  const uncalibrated = opts.calibration === null ? packageDir : `${packageDir}.uncalibrated`;
   await exportModelPackage({
     modelDir,
-    packageDir,
+    packageDir: uncalibrated,
     category: opts.category ?? 'widget',
     pipeline: opts.pipeline ?? 'test',
     runId: opts.runId ?? 'run-1',
@@ -64,7 +66,11 @@ export async function makeTinyPackage(packageDir: string, opts: TinyPackageOptio
     training: { epochs: 1, bestEpoch: 1, bestValLoss: 0.1, backend: 'wasm' },
   });
   if (opts.calibration !== null)
-    await writeCalibration(packageDir, opts.calibration ?? tinyCalibration(imageSize));
+    await sealPackage({
+      fromDir: uncalibrated,
+      packageDir,
+      calibration: opts.calibration ?? tinyCalibration(imageSize),
+    });
 }
 
 /** A small deterministic test picture: gradient with a bright square ("defect") if `defect`. */
