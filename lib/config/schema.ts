@@ -48,6 +48,39 @@ export const lossSchema = z
   })
   .strict();
 
+/** Detector kinds (lib/models/<kind>): reconstruction autoencoder, or feature-memory PatchCore. */
+export const MODEL_KINDS = ['autoencoder', 'patchcore'] as const;
+export type ModelKind = (typeof MODEL_KINDS)[number];
+
+/**
+ * PatchCore (Roth et al. 2022): locally aware patch features of a frozen ImageNet backbone, a memory
+ * bank of good patches thinned by greedy k-center coreset selection, nearest-neighbour distance as
+ * the anomaly score. Defaults follow the paper (3x3 neighbourhood, 10 % coreset, Gaussian sigma 4).
+ */
+export const patchcoreSchema = z
+  .object({
+    backbone: z
+      .enum(['efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2'])
+      .default('efficientnet-lite0'),
+    /** Feature stages by output stride (8 and 16: mid-level features, as the paper's layer 2 + 3). */
+    strides: z
+      .array(z.union([z.literal(4), z.literal(8), z.literal(16), z.literal(32)]))
+      .min(1)
+      .default([8, 16]),
+    /** Side of the neighbourhood each patch feature averages over. */
+    neighbourhood: z.number().int().min(1).max(7).default(3),
+    /** Share of the training patches kept in the memory bank. */
+    coreset_ratio: z.number().gt(0).max(1).default(0.1),
+    /** Upper bound of the bank (bounds package size and scoring time). */
+    max_bank_size: positiveInt.default(16384),
+    /** Dimension of the random projection the coreset selection measures distances in. */
+    projection_dim: positiveInt.default(128),
+    /** Gaussian smoothing of the upsampled patch-score map, in pixels at the input size. */
+    smoothing_sigma: z.number().min(0).default(4),
+  })
+  .strict();
+export type PatchcoreConfig = z.infer<typeof patchcoreSchema>;
+
 export const lrScheduleSchema = z
   .object({
     name: z.enum(['constant', 'cosine', 'step', 'plateau']).default('cosine'),
@@ -109,7 +142,13 @@ export const trainingConfigSchema = z
     engine: z.enum(['auto', 'onnx', 'tfjs']).default('auto'),
     threads: positiveInt.nullable().default(null),
     model: z
-      .object({ widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64, 128]) })
+      .object({
+        /** Absent: autoencoder (configs written before model kinds existed). */
+        kind: z.enum(MODEL_KINDS).optional(),
+        widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64, 128]),
+        /** Settings of the patchcore kind (ignored by the autoencoder). */
+        patchcore: patchcoreSchema.optional(),
+      })
       .strict()
       .default({ widths: [16, 32, 64, 128] }),
     loss: lossSchema.default(lossSchema.parse({})),
@@ -134,6 +173,16 @@ export type SyntheticDefectsConfig = z.infer<typeof syntheticDefectsSchema>;
 export type LossConfig = z.infer<typeof lossSchema>;
 export type AnomalyMapConfig = z.infer<typeof anomalyMapSchema>;
 export type ThresholdConfig = z.infer<typeof thresholdSchema>;
+
+/** The detector kind a config trains (absent: autoencoder). */
+export function modelKind(cfg: TrainingConfig): ModelKind {
+  return cfg.model.kind ?? 'autoencoder';
+}
+
+/** The patchcore settings with their defaults filled in. */
+export function patchcoreConfig(cfg: TrainingConfig): PatchcoreConfig {
+  return patchcoreSchema.parse(cfg.model.patchcore ?? {});
+}
 
 /** The defaults of the original system, as a fully-populated object. */
 export function defaultTrainingConfig(): TrainingConfig {

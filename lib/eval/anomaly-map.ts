@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
+import type { ScorableModel } from '../infer/scorable-model';
 import { gaussianKernel1d, ssimMap } from '../model/ssim';
+import { isPatchcoreModel } from '../models/patchcore/model';
 import { UserError } from '../util/errors';
 
 /**
@@ -154,7 +156,7 @@ export interface ScoreOptions {
  * replaces only the model's forward pass, `opts.scoreBatch` all of a batch's work.
  */
 export async function scoreImages(
-  model: tf.LayersModel,
+  model: ScorableModel,
   images: Float32Array,
   n: number,
   size: number,
@@ -176,7 +178,7 @@ export async function scoreImages(
     const batch = images.subarray(start * px * 3, (start + b) * px * 3);
     const { maps: m, scores: s } = opts.scoreBatch
       ? await opts.scoreBatch(batch, b, size, cfg)
-      : await scoreBatchTfjs(model, batch, b, size, cfg, opts.reconstruct);
+      : await scoreBatchTfjs(tfjsModel(model), batch, b, size, cfg, opts.reconstruct);
     maps.set(m, start * px);
     scores.set(s, start);
     const perImage = (performance.now() - t0) / b;
@@ -184,6 +186,15 @@ export async function scoreImages(
     opts.onBatch?.(start + b, n);
   }
   return { maps, scores, latencyMs };
+}
+
+function tfjsModel(model: ScorableModel): tf.LayersModel {
+  if (isPatchcoreModel(model))
+    throw new UserError(
+      'INVALID_ARGUMENT',
+      'PatchCore models score on ONNX Runtime only (engine onnx or auto)',
+    );
+  return model;
 }
 
 /** One batch on tfjs (the forward pass optionally elsewhere); releases its tensors. */

@@ -7,7 +7,11 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
+import type { PatchcoreScorer } from '../infer/patchcore-scorer';
+import type { ScorableModel } from '../infer/scorable-model';
 import type { OnnxScorer } from '../model/onnx-runner';
+import { isPatchcoreModel } from '../models/patchcore/model';
+import { UserError } from '../util/errors';
 import type { scoreImages } from './anomaly-map';
 
 export type InferenceEngine = 'auto' | 'tfjs' | 'onnx';
@@ -29,7 +33,8 @@ export interface ScoringEngine {
 
 /** A model and the anomaly-map config it will be scored with (its ONNX session is created up front). */
 export interface ScoringTarget {
-  model: tf.LayersModel;
+  model: ScorableModel;
+  /** The autoencoder's map settings; a PatchCore graph has its own baked in. */
   anomalyMap: AnomalyMapConfig;
 }
 
@@ -43,11 +48,21 @@ export async function createScoringEngine(
   opts: { threads?: number } = {},
 ): Promise<ScoringEngine> {
   const { scoreImages } = await import('./anomaly-map');
-  if (engine === 'tfjs') return { engine: 'tfjs', score: scoreImages, release: async () => {} };
+  const patchcore = targets.some((t) => isPatchcoreModel(t.model));
+  if (engine === 'tfjs') {
+    if (patchcore)
+      throw new UserError(
+        'INVALID_ARGUMENT',
+        'engine tfjs: PatchCore models score on ONNX Runtime only; use engine onnx or auto',
+      );
+    return { engine: 'tfjs', score: scoreImages, release: async () => {} };
+  }
   if (engine === 'auto') {
     try {
       return await createScoringEngine('onnx', targets, opts);
     } catch (err) {
+      // PatchCore has no tfjs implementation to fall back to: its error is the answer.
+      if (patchcore) throw err;
       return {
         engine: 'tfjs',
         fallbackReason: (err as Error).message,
@@ -57,12 +72,23 @@ export async function createScoringEngine(
     }
   }
   const { createOnnxScorer } = await import('../model/onnx-runner');
+  const { createPatchcoreScorer } = await import('../infer/patchcore-scorer');
   const scorers = new Map<tf.LayersModel, OnnxScorer>();
+  const patchcoreScorers = new Map<ScorableModel, PatchcoreScorer>();
   const release = async () => {
-    await Promise.all([...scorers.values()].map((s) => s.release()));
+    await Promise.all([...scorers.values(), ...patchcoreScorers.values()].map((s) => s.release()));
   };
+  let threads = opts.threads;
   try {
     for (const t of targets) {
+      if (isPatchcoreModel(t.model)) {
+        if (!patchcoreScorers.has(t.model)) {
+          const ps = await createPatchcoreScorer(t.model, opts);
+          patchcoreScorers.set(t.model, ps);
+          threads ??= ps.threads;
+        }
+        continue;
+      }
       let s = scorers.get(t.model);
       if (!s) {
         s = await createOnnxScorer(t.model, opts);
@@ -75,10 +101,13 @@ export async function createScoringEngine(
     throw err;
   }
   const score: ScoreFn = (model, images, n, size, cfg, batchSize, scoreOpts = {}) => {
-    const s = scorers.get(model);
+    const ps = patchcoreScorers.get(model);
+    if (ps)
+      return scoreImages(model, images, n, size, cfg, batchSize, { ...scoreOpts, scoreBatch: ps.score });
+    const s = isPatchcoreModel(model) ? undefined : scorers.get(model);
     if (!s) throw new Error('onnx engine: no session for this model (it was not loaded at start-up)');
     return scoreImages(model, images, n, size, cfg, batchSize, { ...scoreOpts, scoreBatch: s.score });
   };
-  const threads = scorers.values().next().value?.threads ?? opts.threads;
+  threads = scorers.values().next().value?.threads ?? threads;
   return { engine: 'onnx', threads, score, release };
 }

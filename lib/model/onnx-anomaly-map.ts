@@ -84,6 +84,31 @@ const channelMean = (g: GraphBuilder, x: string) =>
   g.op('ReduceMean', [x], [ints('axes', [1]), int('keepdims', 1)]);
 
 /**
+ * Gaussian smoothing of [N,1,h,w] maps with mirror padding, as lib/eval/anomaly-map smoothMaps (same
+ * taps); sigma 0 returns the map unchanged. Shared by every model kind's scoring graph.
+ */
+export function appendMapSmoothing(
+  g: GraphBuilder,
+  map: string,
+  h: number,
+  w: number,
+  sigma: number,
+): string {
+  if (sigma <= 0) return map;
+  const k = smoothingKernel(sigma, h, w);
+  const radius = (k.length - 1) / 2;
+  const padded = g.op(
+    'Gather',
+    [
+      g.op('Gather', [map, g.ints64(symmetricPadIndices(h, radius))], [int('axis', 2)]),
+      g.ints64(symmetricPadIndices(w, radius)),
+    ],
+    [int('axis', 3)],
+  );
+  return separableBlur(g, padded, 1, k, 'smooth', 0);
+}
+
+/**
  * Appends the map and score of NCHW image `x` and reconstruction `recon` ([N,C,H,W]) to `g`; returns
  * the names of the map [N,H,W] and the score [N] (given names when `outputs` is set).
  */
@@ -106,20 +131,13 @@ export function appendAnomalyMap(
     const dissim = g.op('Sub', [g.floats([1]), channelMean(g, ssimNchw(g, x, recon, c))]);
     terms.push(g.op('Mul', [dissim, g.floats([cfg.ssim_weight])]));
   }
-  let map = terms.length === 2 ? g.op('Add', terms) : terms[0];
-  if (cfg.smoothing_sigma > 0) {
-    const k = smoothingKernel(cfg.smoothing_sigma, h, w);
-    const radius = (k.length - 1) / 2;
-    const padded = g.op(
-      'Gather',
-      [
-        g.op('Gather', [map, g.ints64(symmetricPadIndices(h, radius))], [int('axis', 2)]),
-        g.ints64(symmetricPadIndices(w, radius)),
-      ],
-      [int('axis', 3)],
-    );
-    map = separableBlur(g, padded, 1, k, 'smooth', 0);
-  }
+  const map = appendMapSmoothing(
+    g,
+    terms.length === 2 ? g.op('Add', terms) : terms[0],
+    h,
+    w,
+    cfg.smoothing_sigma,
+  );
   const mapOut = g.op('Reshape', [map, g.ints64([-1, h, w])], [], outputs.map);
   // The score ignores the outermost pixels (anomaly_map.score_border), as imageScoreTensor does.
   const b = scoreBorder(h, w, cfg);

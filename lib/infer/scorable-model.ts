@@ -1,0 +1,22 @@
+/**
+ * What a scoring engine scores: every model kind's loaded form. The autoencoder is a tfjs layers model
+ * (scored on tfjs or exported to ONNX Runtime); PatchCore is its self-contained ONNX scoring graph.
+ * A new kind adds its loaded form here and its scorer in lib/infer.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { ModelKind } from '../config/schema';
+import { isPatchcoreModel, type PatchcoreModel } from '../models/patchcore/model';
+
+export type ScorableModel = tf.LayersModel | PatchcoreModel;
+
+export function scorableKind(m: ScorableModel): ModelKind {
+  return isPatchcoreModel(m) ? 'patchcore' : 'autoencoder';
+}
+
+/** Input side of a model's images (square). */
+export function scorableImageSize(m: ScorableModel): number {
+  if (isPatchcoreModel(m)) return m.imageSize;
+  const s = m.inputs[0].shape[1];
+  if (typeof s !== 'number') throw new Error('model input size is not fixed');
+  return s;
+}
