@@ -21,7 +21,7 @@ import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig } from '../lib/config/schema';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { saveModel } from '../lib/model/io';
-import { exportModelPackage, sealPackage } from '../lib/model/package';
+import { describeArchitecture, exportModelPackage, sealPackage } from '../lib/model/package';
 import { buildUNetLite } from '../lib/model/unet';
 import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { loadDefaultScorer } from '../lib/serve/predictor';
@@ -220,7 +220,7 @@ async function main(): Promise<void> {
     const pair = (q: { p50: number; p95: number }) => `${f(q.p50)} / ${f(q.p95)}`;
     const size = m.pkg.preprocess.imageSize;
     const lines = [
-      `model: ${m.category}/${m.pkg.metadata.runId}, ${size}x${size}, widths ${m.pkg.metadata.architecture.widths.join(',')}; ` +
+      `model: ${m.category}/${m.pkg.metadata.runId}, ${size}x${size}, ${describeArchitecture(m.pkg.metadata.architecture)}; ` +
         `engine ${server.engine.name}${server.engine.fallbackReason ? ` (onnx unavailable: ${server.engine.fallbackReason})` : ''}; ` +
         `backend ${backend.name} (${backend.reason}); input PNG ${opts.inputSize}x${opts.inputSize}; ` +
         `heatmaps ${opts.heatmap ? 'on' : 'off'}; node ${process.version}, tfjs ${tf.version.tfjs}`,

@@ -60,7 +60,7 @@ describe('model package', () => {
     const original = buildUNetLite({ imageSize: 32, widths: [4, 8], seed: 7 });
     const x = tf.randomUniform([1, 32, 32, 3], 0, 1, 'float32', 3);
     const a = (original.predict(x) as tf.Tensor).dataSync();
-    const b = (pkg.model.predict(x) as tf.Tensor).dataSync();
+    const b = ((pkg.model as tf.LayersModel).predict(x) as tf.Tensor).dataSync();
     expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeLessThan(1e-6);
     original.dispose();
     pkg.model.dispose();

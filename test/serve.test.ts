@@ -65,7 +65,9 @@ beforeAll(async () => {
     'gadget:r2',
     'widget:r3',
   ]);
-  expect(skipped.map((s) => s.reason).join('\n')).toMatch(/orphan\/checkpoint\/package\/calibration\.json: missing/);
+  expect(skipped.map((s) => s.reason).join('\n')).toMatch(
+    /orphan\/checkpoint\/package\/calibration\.json: missing/,
+  );
   expect(skipped.map((s) => s.dir).join('\n')).not.toMatch(/r4\/widget/);
   ({ app } = await buildServer({ models, maxBodyMb: 0.25, maxPixels: 200 * 200, maxFiles: 4 }));
   png = await testImage('png');

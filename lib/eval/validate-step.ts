@@ -1,7 +1,11 @@
 import { dirname, join } from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
 import { type CachedSplit, readCachedSplit } from '../data/tensor-cache';
-import { loadModel } from '../model/io';
+import {
+  loadScorableModel,
+  type ScorableModel,
+  scorableImageSize,
+  scorableKind,
+} from '../infer/scorable-model';
 import type { StepContext, StepFunction, StepHooks } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 import { writeJsonAtomic } from '../util/atomic';
@@ -24,9 +28,11 @@ export const validateStep: StepFunction = async (ctx, hooks) => {
   const startedAt = new Date();
   const preprocessDir = dirname(inputPath(ctx, 'preprocess', 'manifest'));
   const modelDir = dirname(inputPath(ctx, 'train', 'best_model'));
-  const backend = await useInferenceBackend(ctx.config.backend);
   const batchSize = inferenceBatchSize(ctx);
-  const model = await loadModel(modelDir);
+  const model = await loadScorableModel(modelDir);
+  // PatchCore runs wholly on ONNX Runtime: no tfjs backend is involved, so none is recorded.
+  const backend =
+    scorableKind(model) === 'patchcore' ? 'onnxruntime' : await useInferenceBackend(ctx.config.backend);
   try {
     const files = await scoreSplits(ctx, hooks, model, preprocessDir, backend, batchSize);
     return finishStep(
@@ -78,7 +84,7 @@ function inferenceEngine(ctx: StepContext): InferenceEngine {
 export async function scoreSplits(
   ctx: StepContext,
   hooks: StepHooks,
-  model: tf.LayersModel,
+  model: ScorableModel,
   preprocessDir: string,
   backend: string,
   batchSize: number,
@@ -95,7 +101,7 @@ export async function scoreSplits(
       hooks.progress({ stage: `scoring ${split} split` });
       const data: CachedSplit = await readCachedSplit(preprocessDir, split);
       size = data.size;
-      const modelSize = model.inputs[0].shape[1];
+      const modelSize = scorableImageSize(model);
       if (modelSize !== data.size) {
         throw new UserError(
           'INVALID_MODEL',

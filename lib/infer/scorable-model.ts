@@ -5,7 +5,12 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { ModelKind } from '../config/schema';
-import { isPatchcoreModel, type PatchcoreModel } from '../models/patchcore/model';
+import {
+  isPatchcoreModel,
+  loadPatchcore,
+  PATCHCORE_JSON,
+  type PatchcoreModel,
+} from '../models/patchcore/model';
 
 export type ScorableModel = tf.LayersModel | PatchcoreModel;
 
@@ -19,4 +24,13 @@ export function scorableImageSize(m: ScorableModel): number {
   const s = m.inputs[0].shape[1];
   if (typeof s !== 'number') throw new Error('model input size is not fixed');
   return s;
+}
+
+/** Loads the trained model in `dir`, whatever its kind (patchcore.json marks a PatchCore model). */
+export async function loadScorableModel(dir: string): Promise<ScorableModel> {
+  const { stat } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  if (await stat(join(dir, PATCHCORE_JSON)).catch(() => null)) return loadPatchcore(dir);
+  const { loadModel } = await import('../model/io');
+  return loadModel(dir);
 }

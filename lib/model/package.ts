@@ -22,6 +22,14 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { anomalyMapSchema, type TrainingConfig, trainingConfigSchema } from '../config/schema';
 import type { Calibration } from '../eval/calibration';
+import type { ScorableModel } from '../infer/scorable-model';
+import {
+  loadPatchcore,
+  PATCHCORE_JSON,
+  PATCHCORE_ONNX,
+  type PatchcoreModel,
+  savePatchcore,
+} from '../models/patchcore/model';
 import type { JsonValue } from '../steps/contracts';
 import { sha256, sha256File, writeJsonAtomic } from '../util/atomic';
 import { UserError } from '../util/errors';
@@ -40,7 +48,12 @@ export const PACKAGE_FILES = {
   metrics: 'metrics.json',
 } as const;
 
-const REQUIRED_FILES = [MODEL_JSON, MODEL_WEIGHTS, PACKAGE_FILES.preprocess, PACKAGE_FILES.metadata];
+/** The files every package needs, and those of each model kind. */
+const REQUIRED_FILES = [PACKAGE_FILES.preprocess, PACKAGE_FILES.metadata];
+const MODEL_FILES = {
+  autoencoder: [MODEL_JSON, MODEL_WEIGHTS],
+  patchcore: [PATCHCORE_ONNX, PATCHCORE_JSON],
+} as const;
 
 const fileEntrySchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
@@ -73,12 +86,22 @@ export const metadataSchema = z.object({
   pipeline: z.string(),
   runId: z.string(),
   createdAt: z.string(),
-  architecture: z.object({
-    name: z.literal('unet-lite'),
-    widths: z.array(z.number().int().positive()),
-    imageSize: z.number().int().positive(),
-    parameters: z.number().int().min(0),
-  }),
+  architecture: z.discriminatedUnion('name', [
+    z.object({
+      name: z.literal('unet-lite'),
+      widths: z.array(z.number().int().positive()),
+      imageSize: z.number().int().positive(),
+      parameters: z.number().int().min(0),
+    }),
+    z.object({
+      name: z.literal('patchcore'),
+      backbone: z.string(),
+      strides: z.array(z.number().int().positive()),
+      featureDim: z.number().int().positive(),
+      bankSize: z.number().int().positive(),
+      imageSize: z.number().int().positive(),
+    }),
+  ]),
   tfjsVersion: z.string(),
   /** Backend the model was trained on, when the train step reported it. */
   backend: z.string().nullable(),
@@ -88,6 +111,13 @@ export const metadataSchema = z.object({
   training: z.record(z.string(), jsonValue),
 });
 export type PackageMetadata = z.infer<typeof metadataSchema>;
+
+/** One line saying what the model is (reports, logs, bench output). */
+export function describeArchitecture(a: PackageMetadata['architecture']): string {
+  return a.name === 'unet-lite'
+    ? `U-Net-lite autoencoder, widths ${a.widths.join(',')}, ${a.parameters} parameters`
+    : `PatchCore on ${a.backbone} (strides ${a.strides.join(',')}), bank ${a.bankSize} x ${a.featureDim}`;
+}
 
 /**
  * calibration.json. Structurally the Calibration of lib/eval/calibration; validated here because the
@@ -121,7 +151,7 @@ export interface ExportPackageOptions {
 
 export interface LoadedPackage {
   dir: string;
-  model: tf.LayersModel;
+  model: ScorableModel;
   manifest: PackageManifest;
   metadata: PackageMetadata;
   preprocess: PreprocessSpec;
@@ -162,6 +192,10 @@ export function defaultPreprocess(imageSize: number): PreprocessSpec {
  * destination is either absent, the old package, or the complete new one.
  */
 export async function exportModelPackage(opts: ExportPackageOptions): Promise<void> {
+  if (await stat(join(opts.modelDir, PATCHCORE_JSON)).catch(() => null)) {
+    await exportPatchcorePackage(opts, await loadPatchcore(opts.modelDir));
+    return;
+  }
   const model = await loadModel(opts.modelDir);
   try {
     const inputShape = model.inputs[0].shape;
@@ -213,6 +247,51 @@ export async function exportModelPackage(opts: ExportPackageOptions): Promise<vo
     }
   } finally {
     model.dispose();
+  }
+}
+
+async function exportPatchcorePackage(opts: ExportPackageOptions, model: PatchcoreModel): Promise<void> {
+  const imageSize = model.imageSize;
+  if (imageSize !== opts.config.image_size) {
+    throw new UserError(
+      'INVALID_MODEL',
+      `${join(opts.modelDir, PATCHCORE_JSON)}: model input is ${imageSize} px but config image_size is ${opts.config.image_size}`,
+    );
+  }
+  const tmp = join(
+    dirname(opts.packageDir),
+    `.${basename(opts.packageDir)}.${randomBytes(4).toString('hex')}.tmp`,
+  );
+  try {
+    const { onnxSha256: _, ...info } = model.info;
+    await savePatchcore(tmp, model.onnx, info);
+    await writeJsonAtomic(join(tmp, PACKAGE_FILES.preprocess), defaultPreprocess(imageSize));
+    const backend = opts.training.backend;
+    const metadata: PackageMetadata = {
+      category: opts.category,
+      pipeline: opts.pipeline,
+      runId: opts.runId,
+      createdAt: new Date().toISOString(),
+      architecture: {
+        name: 'patchcore',
+        backbone: model.info.backbone.name,
+        strides: model.info.strides,
+        featureDim: model.info.featureDim,
+        bankSize: model.info.bankSize,
+        imageSize,
+      },
+      tfjsVersion: tf.version.tfjs,
+      backend: typeof backend === 'string' ? backend : null,
+      configHash: configHash(opts.config),
+      config: opts.config,
+      training: opts.training,
+    };
+    await writeJsonAtomic(join(tmp, PACKAGE_FILES.metadata), metadata);
+    await writeManifest(tmp);
+    await replaceDir(tmp, opts.packageDir);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
   }
 }
 
@@ -357,7 +436,8 @@ export async function validateModelPackage(
     throw invalid(manifestPath, `invalid manifest: ${z.prettifyError(mParsed.error).replace(/\n/g, '; ')}`);
   }
   const manifest = mParsed.data;
-  for (const name of REQUIRED_FILES) {
+  const kindFiles = manifest.files[PATCHCORE_JSON] ? MODEL_FILES.patchcore : MODEL_FILES.autoencoder;
+  for (const name of [...kindFiles, ...REQUIRED_FILES]) {
     if (!manifest.files[name]) throw invalid(join(dir, name), 'required file is not listed in manifest.json');
   }
   for (const [name, entry] of Object.entries(manifest.files)) {
@@ -403,6 +483,15 @@ export async function loadModelPackage(
   opts: { requireCalibration?: boolean } = {},
 ): Promise<LoadedPackage> {
   const info = await validateModelPackage(dir, opts);
+  if (info.manifest.files[PATCHCORE_JSON]) {
+    const pc = await loadPatchcore(dir);
+    if (pc.imageSize !== info.preprocess.imageSize)
+      throw invalid(
+        join(dir, PATCHCORE_JSON),
+        `model input is ${pc.imageSize} px but preprocess.json says ${info.preprocess.imageSize} px`,
+      );
+    return { ...info, model: pc };
+  }
   const model = await loadModel(dir);
   const shape = model.inputs[0].shape;
   if (shape[1] !== info.preprocess.imageSize || shape[2] !== info.preprocess.imageSize) {

@@ -2,16 +2,16 @@
  * One model's decision on a batch of preprocessed images: anomaly maps via lib/eval's scoreImages (the
  * same map computation the thresholds were fitted with), then verdicts from the package calibration.
  */
-import type * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
 import { normaliseScore } from '../eval/calibration';
+import type { ScorableModel } from '../infer/scorable-model';
 import { defectArea } from './heatmap';
 import type { ServedModel } from './models';
 import { BatchingQueue } from './queue';
 
 /** The signature of lib/eval/anomaly-map's scoreImages (injectable so tests can stub the model side). */
 export type Scorer = (
-  model: tf.LayersModel,
+  model: ScorableModel,
   images: Float32Array,
   n: number,
   size: number,

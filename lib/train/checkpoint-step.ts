@@ -9,7 +9,6 @@ import { PACKAGE_DIR_NAME } from '../package/package-step';
 import type { JsonValue, StepContext, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 
-
 /**
  * Training facts for metadata.json: the train step's summary, enriched with its `metadata` artifact
  * (backend details, loss weights, image counts) when it wrote one.

@@ -8,9 +8,11 @@
  */
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { modelKind } from '../config/schema';
 import { readCachedSplit } from '../data/tensor-cache';
 import { backendInfoJson, selectBackend } from '../model/backend';
 import { loadModel, saveModel } from '../model/io';
+import { fitPatchcoreStep } from '../models/patchcore/fit-step';
 import { createLogger, type Logger } from '../monitor/logger';
 import { createRunTracker, type RunTracker } from '../monitor/tracker';
 import type { JsonValue, StepFunction } from '../steps/contracts';
@@ -27,6 +29,7 @@ export function peakRssMiB(): number {
 }
 
 export const trainStep: StepFunction = async (ctx, hooks) => {
+  if (modelKind(ctx.config) === 'patchcore') return fitPatchcoreStep(ctx, hooks);
   const startedAt = new Date();
   const cfg = ctx.config;
   const log: Logger = createLogger({ category: ctx.category, step: ctx.step, attempt: hooks.attempt });
@@ -114,6 +117,8 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
   const historyPath = join(ctx.stepDir, 'history.json');
   await writeJsonAtomic(historyPath, result.history);
   const summary: Record<string, JsonValue> = {
+    modelKind: 'autoencoder',
+    model: `U-Net-lite autoencoder, widths ${cfg.model.widths.join(',')}`,
     backend: backend.name,
     engine: result.engine.name,
     epochsRun: result.epochsRun,
