@@ -210,23 +210,26 @@ describe('appendBackbone / buildFeatureExtractor', () => {
     expect(() => appendBackbone(new GraphBuilder(), 'x', weights, { stages: [] })).toThrow(/no stages/);
   });
 
-  for (const [n, size] of [
-    [1, 64],
-    [2, 96],
+  // 64 and 96: multiples of 32, where TF 'SAME' equals the PyTorch port's static padding; 70x45: odd
+  // sizes at several strides (TF 'SAME' = the port's Conv2dDynamicSamePadding).
+  for (const [n, size, width] of [
+    [1, 64, 64],
+    [2, 96, 96],
+    [1, 70, 45],
   ]) {
-    it(`matches the torch forward pass per stage (${n}x3x${size}x${size})`, async () => {
+    it(`matches the torch forward pass per stage (${n}x3x${size}x${width})`, async () => {
       const stages = [0, 1, 2, 3, 4];
       const { model, outputs } = buildFeatureExtractorWithOutputs(weights, { stages });
       const session = await ort.InferenceSession.create(model, ortSessionOptions({ threads: 2 }));
-      const x = randomImage(n, size, size, 7 + size);
-      const res = await session.run({ image: new ort.Tensor('float32', x, [n, 3, size, size]) });
-      const ref = await torchStages(x, [n, 3, size, size], stages);
+      const x = randomImage(n, size, width, 7 + size);
+      const res = await session.run({ image: new ort.Tensor('float32', x, [n, 3, size, width]) });
+      const ref = await torchStages(x, [n, 3, size, width], stages);
       const report: string[] = [];
       for (const o of outputs) {
         const got = res[o.name];
         const want = ref.get(o.stage)!;
         expect(got.dims).toEqual(want.shape);
-        expect(want.shape).toEqual([n, o.channels, Math.ceil(size / o.stride), Math.ceil(size / o.stride)]);
+        expect(want.shape).toEqual([n, o.channels, Math.ceil(size / o.stride), Math.ceil(width / o.stride)]);
         const a = got.data as Float32Array;
         let maxErr = 0;
         let maxRef = 0;
@@ -237,7 +240,7 @@ describe('appendBackbone / buildFeatureExtractor', () => {
         report.push(`${o.name}: max abs err ${maxErr.toExponential(2)} (max |ref| ${maxRef.toFixed(2)})`);
         expect(maxErr).toBeLessThanOrEqual(1e-4);
       }
-      console.log(`backbone parity ${n}x3x${size}x${size}: ${report.join('; ')}`);
+      console.log(`backbone parity ${n}x3x${size}x${width}: ${report.join('; ')}`);
       await session.release();
     });
   }

