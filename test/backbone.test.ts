@@ -170,6 +170,20 @@ describe('loadBackbone', () => {
     expect((await loadBackbone({ stateDir: dir })).info.source).toBe('cache');
   });
 
+  it("converts again when the package's .pth changed since the conversion", async () => {
+    const dir = join(work, 'changed');
+    await cp(join(stateDir, 'backbones'), join(dir, 'backbones'), { recursive: true });
+    const headerPath = join(dir, 'backbones', 'efficientnet-lite0', 'header.json');
+    const header = JSON.parse(await readFile(headerPath, 'utf8'));
+    expect(header.source.size).toBe(18_826_032);
+    header.source.mtimeNs = '1';
+    await writeFile(headerPath, JSON.stringify(header));
+    const lines: string[] = [];
+    const again = await loadBackbone({ stateDir: dir, log: (l) => lines.push(l) });
+    expect(again.info.source).toBe('rebuilt');
+    expect(lines.join('\n')).toMatch(/efficientnet-lite0-57934424\.pth changed since it was converted/);
+  });
+
   it('says how to install the weights package when it is missing', async () => {
     const python = await pythonWithoutSitePackages();
     const err = await loadBackbone({ stateDir: join(work, 'missing'), python }).catch((e: unknown) => e);

