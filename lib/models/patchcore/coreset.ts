@@ -3,13 +3,8 @@
  * patch, then repeatedly add the patch farthest from everything selected so far. Distances are
  * measured after a seeded Gaussian random projection to `projectionDim` dimensions
  * (Johnson-Lindenstrauss: distances are kept within a small factor at a fraction of the cost), as the
- * paper does. Each iteration is one matrix-vector product over all patches; it runs on ONNX Runtime
- * (native, multi-threaded) with the projected patches held as a constant of the session.
+ * paper does.
  */
-import { availableParallelism } from 'node:os';
-import { GraphBuilder } from '../../model/onnx-graph';
-import { encodeModel, floatTensor, int, valueInfo } from '../../model/onnx-proto';
-import { ortSessionOptions } from '../../model/onnx-session';
 import { Rng } from '../../util/rng';
 
 export interface CoresetOptions {
@@ -18,7 +13,6 @@ export interface CoresetOptions {
   /** Dimension distances are measured in; >= dim: no projection. */
   projectionDim: number;
   seed: number;
-  threads?: number;
   signal?: AbortSignal;
   onProgress?: (selected: number, total: number) => void;
 }
@@ -47,43 +41,14 @@ function project(x: Float32Array, n: number, dim: number, r: Float32Array, k: nu
   return out;
 }
 
-/** One greedy step as a graph: given the newest centre and the running minimum distances, update them. */
-function stepModel(points: Float32Array, n: number, k: number): Uint8Array {
-  const g = new GraphBuilder();
-  const sq = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let j = 0; j < k; j++) s += points[i * k + j] ** 2;
-    sq[i] = s;
-  }
-  g.initializers.push(floatTensor('coreset/points', [n, k], points));
-  g.initializers.push(floatTensor('coreset/points_sq', [n], sq));
-  // |x - c|^2 = |x|^2 - 2 x.c + |c|^2
-  const dot = g.op('Reshape', [
-    g.op('MatMul', ['coreset/points', g.transpose('centre', [1, 0])]),
-    g.ints64([-1]),
-  ]);
-  const csq = g.op('ReduceSumSquare', ['centre'], [int('keepdims', 0)]);
-  const d = g.op('Add', [g.op('Sub', ['coreset/points_sq', g.op('Mul', [dot, g.floats([2])])]), csq]);
-  g.op('Min', ['min_dist', d], [], 'new_min');
-  g.op(
-    'Cast',
-    [g.op('ArgMax', ['new_min'], [int('axis', 0), int('keepdims', 1)])],
-    [int('to', 1)],
-    'farthest',
-  );
-  return encodeModel({
-    name: 'coreset-step',
-    nodes: g.nodes,
-    initializers: g.initializers,
-    inputs: [valueInfo('centre', [1, k]), valueInfo('min_dist', [n])],
-    outputs: [valueInfo('new_min', [n]), valueInfo('farthest', [1])],
-  });
-}
-
 /**
  * Indices (into the n rows of `features` [n, dim]) of a greedy k-center coreset of `opts.size` rows,
  * in selection order. Deterministic for a seed.
+ *
+ * Exact greedy, made fast by the triangle inequality (as in Elkan's k-means): a point whose nearest
+ * centre so far is `a` at distance r cannot come closer to the new centre c than d(c, a) - r, so when
+ * d(c, a) >= 2r its distance need not be computed. As the coreset grows the radii shrink and most
+ * points are skipped; the selection is the same as the plain O(n * size) loop's.
  */
 export async function kCenterCoreset(
   features: Float32Array,
@@ -94,30 +59,50 @@ export async function kCenterCoreset(
   const size = Math.min(opts.size, n);
   if (size >= n) return Int32Array.from({ length: n }, (_, i) => i);
   const k = Math.min(opts.projectionDim, dim);
-  const points = k < dim ? project(features, n, dim, projectionMatrix(dim, k, opts.seed), k) : features;
-  const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(
-    stepModel(points, n, k),
-    ortSessionOptions({ threads: opts.threads ?? availableParallelism() }),
-  );
-  try {
-    const selected = new Int32Array(size);
-    selected[0] = new Rng(opts.seed ^ 0x5eed).int(n);
-    let minDist: Float32Array = new Float32Array(n).fill(Number.MAX_VALUE);
-    for (let i = 1; i < size; i++) {
-      if (opts.signal?.aborted) throw new Error('coreset selection cancelled');
-      const c = selected[i - 1];
-      const out = await session.run({
-        centre: new ort.Tensor('float32', points.slice(c * k, (c + 1) * k), [1, k]),
-        min_dist: new ort.Tensor('float32', minDist, [n]),
-      });
-      minDist = out.new_min.data as Float32Array;
-      selected[i] = (out.farthest.data as Float32Array)[0];
-      if (i % 256 === 0) opts.onProgress?.(i, size);
+  const x = k < dim ? project(features, n, dim, projectionMatrix(dim, k, opts.seed), k) : features;
+  const selected = new Int32Array(size);
+  const minD2 = new Float32Array(n).fill(Number.POSITIVE_INFINITY);
+  const owner = new Int32Array(n).fill(-1); // index into `selected` of each point's nearest centre
+  const cc = new Float32Array(size); // squared distance of the new centre to each earlier one
+  const sqDist = (a: number, b: number) => {
+    let s = 0;
+    for (let j = 0, oa = a * k, ob = b * k; j < k; j++) {
+      const d = x[oa + j] - x[ob + j];
+      s += d * d;
     }
-    opts.onProgress?.(size, size);
-    return selected;
-  } finally {
-    await session.release();
+    return s;
+  };
+  selected[0] = new Rng(opts.seed ^ 0x5eed).int(n);
+  let lastYield = performance.now();
+  for (let i = 0; i < size; i++) {
+    const c = selected[i];
+    for (let j = 0; j < i; j++) cc[j] = sqDist(c, selected[j]);
+    let far = 0;
+    let farD = -1;
+    for (let p = 0; p < n; p++) {
+      const a = owner[p];
+      // d(c,a)^2 >= 4 r^2  =>  d(p,c) >= r: no update.
+      if (a < 0 || cc[a] < 4 * minD2[p]) {
+        const d = sqDist(p, c);
+        if (d < minD2[p]) {
+          minD2[p] = d;
+          owner[p] = i;
+        }
+      }
+      if (minD2[p] > farD) {
+        farD = minD2[p];
+        far = p;
+      }
+    }
+    if (i + 1 < size) selected[i + 1] = far;
+    if (performance.now() - lastYield > 200) {
+      // Let heartbeats and cancellation through on long selections.
+      if (opts.signal?.aborted) throw new Error('coreset selection cancelled');
+      opts.onProgress?.(i + 1, size);
+      await new Promise((r) => setImmediate(r));
+      lastYield = performance.now();
+    }
   }
+  opts.onProgress?.(size, size);
+  return selected;
 }
