@@ -87,7 +87,7 @@ describe('report step', () => {
         m.value === null ? 'string' : 'number',
       );
     }
-    expect(r.training).toEqual({ backend: 'wasm', peakRssMb: 512 });
+    expect(r.training).toEqual({ model: null, backend: 'wasm', peakRssMb: 512 });
     expect(r.targets.find((t) => t.name.startsWith('training peak'))?.met).toBe(true);
     // The fixture's 'good+spot' image is a false positive; the faint scratch is a false negative.
     expect(r.worstFalsePositives).toContain(2);

@@ -70,12 +70,15 @@ export function targetChecks(q: {
  * (the agreed name) or `peakRssMiB` (what the train step writes; MiB, close enough to MB for a 2 GB check).
  */
 export function trainingFacts(summary: Record<string, unknown> | undefined): {
+  model: string | null;
   backend: string | null;
   peakRssMb: number | null;
 } {
   const backend = summary?.backend;
+  const model = summary?.model;
   const rss = summary?.peakRssMb ?? summary?.peakRssMiB;
   return {
+    model: typeof model === 'string' ? model : null,
     backend: typeof backend === 'string' ? backend : null,
     peakRssMb: typeof rss === 'number' && Number.isFinite(rss) ? rss : null,
   };

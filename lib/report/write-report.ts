@@ -175,6 +175,7 @@ export function categoryBlocks(
       kind: 'table',
       header: ['quantity', 'value'],
       rows: [
+        ['model', r.training.model ?? 'not recorded'],
         ['inference engine', inferenceEngineLabel(r.latency)],
         ['inference batch size', String(r.latency.batchSize)],
         ['mean per image', `${r.latency.meanMsPerImage.toFixed(2)} ms`],
