@@ -41,7 +41,7 @@ let workerLog: WriteStream;
 const trainWorkerPids: number[] = [];
 
 /** The tiny pipeline: every real step, short train heartbeat so a dead worker is noticed in seconds. */
-function pipelineYaml(epochs: number): string {
+function pipelineYaml(epochs: number, kind: 'autoencoder' | 'patchcore' = 'autoencoder'): string {
   return [
     'name: e2e',
     'dataset: { root: data, categories: all }',
@@ -55,7 +55,9 @@ function pipelineYaml(epochs: number): string {
     '  image_size: 32',
     `  epochs: ${epochs}`,
     '  batch_size: 4',
-    '  model: { widths: [4, 8] }',
+    kind === 'patchcore'
+      ? '  model: { kind: patchcore, patchcore: { coreset_ratio: 0.5 } }'
+      : '  model: { widths: [4, 8] }',
     // Exactly `epochs` epochs must run; keep every checkpoint so the test can see them.
     '  early_stopping: { patience: 100 }',
     '  checkpoint: { every_epochs: 1, keep_last: 10 }',
@@ -76,9 +78,14 @@ function pipelineYaml(epochs: number): string {
   ].join('\n');
 }
 
-async function planFor(name: string, epochs: number, categories: string[]): Promise<RunPlan> {
+async function planFor(
+  name: string,
+  epochs: number,
+  categories: string[],
+  kind: 'autoencoder' | 'patchcore' = 'autoencoder',
+): Promise<RunPlan> {
   const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, pipelineYaml(epochs));
+  writeFileSync(file, pipelineYaml(epochs, kind));
   return buildRunPlan({ pipelinePath: file, runsRoot: join(dir, 'runs'), runId: name, categories });
 }
 
@@ -261,5 +268,24 @@ describe('pipeline end to end with the real steps and worker.ts', () => {
     const result = readJson<StepResult>(join(stepDir, 'result.json'));
     expect(result.summary.resumedFrom).toBe(resumedFrom);
     expect(existsSync(join(plan.runDir, 'weave', 'report', 'report.json'))).toBe(true);
+  });
+
+  it('runs a PatchCore pipeline end to end (fit, validate, package) and the package serves', async () => {
+    const plan = await planFor('patchcore', 1, ['weave'], 'patchcore');
+    const summary = await (await startPipelineRun(client, plan)).result();
+    expect(summary.categories.map((c) => [c.category, c.status, c.failure?.message ?? null])).toEqual([
+      ['weave', 'completed', null],
+    ]);
+    const train = readJson<StepResult>(join(plan.runDir, 'weave', 'train', 'result.json'));
+    expect(train.summary).toMatchObject({ modelKind: 'patchcore', backbone: 'efficientnet-lite0' });
+    const report = readJson<{ image: { auroc: { value: number | null } } }>(
+      join(plan.runDir, 'weave', 'report', 'report.json'),
+    );
+    expect(report.image.auroc.value).toBeGreaterThanOrEqual(0);
+    const { loadServedModels } = await import('../lib/serve/models');
+    const { models } = await loadServedModels(plan.runDir);
+    expect(models.map((m) => [m.category, m.pkg.metadata.architecture.name])).toEqual([
+      ['weave', 'patchcore'],
+    ]);
   });
 });
