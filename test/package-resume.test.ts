@@ -1,0 +1,135 @@
+/**
+ * Step ownership (each step writes only below its own folder; the servable package is sealed once):
+ * a real run whose report step fails once, then `resume`, against a real Temporal dev server with the
+ * real steps. Everything before report is reused (its outputs still verify: nothing rewrote them),
+ * and the sealed package does not change on a later resume.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  type Worker,
+} from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { synthesizeDataset } from '../lib/data/synth';
+import { buildRunPlan } from '../lib/pipeline/build-plan';
+import type { StepFunction } from '../lib/steps/contracts';
+import { STEPS, summaryStep } from '../lib/steps/index';
+import { sha256File } from '../lib/util/atomic';
+import { UserError } from '../lib/util/errors';
+import { startPipelineRun } from '../temporal/runs';
+import { createRoleWorker, WORKFLOWS_PATH } from '../temporal/worker-runtime';
+import { startTestServer, type TestServer } from './support/temporal-server';
+
+Runtime.install({ logger: new DefaultLogger('ERROR') });
+
+let server: TestServer;
+let workerConnection: NativeConnection;
+let clientConnection: Connection;
+let client: Client;
+let workers: Worker[] = [];
+let running: Promise<void>[] = [];
+let dir: string;
+const marker = () => join(dir, 'report-fails');
+
+/** The real report step, failing (as a user error: no retry) while the marker file exists. */
+const flakyReport: StepFunction = async (ctx, hooks) => {
+  if (existsSync(marker())) throw new UserError('INVALID_ARGUMENT', 'report fails on purpose (test)');
+  return STEPS.report(ctx, hooks);
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'package-resume-'));
+  await synthesizeDataset(join(dir, 'data'), {
+    size: 32,
+    categories: ['weave'],
+    trainGood: 8,
+    testGood: 2,
+    perDefect: 1,
+  });
+  writeFileSync(
+    join(dir, 'p.yaml'),
+    [
+      'name: ownership',
+      'dataset: { root: data, categories: all }',
+      'defaults: { queue: cpu, retry: { maximum_attempts: 2, initial_interval: 200ms }, heartbeat: 30s }',
+      'training: { image_size: 32, epochs: 1, batch_size: 4, model: { widths: [4, 8] } }',
+      'steps:',
+      '  - { name: preprocess, activity: preprocess }',
+      '  - { name: train, activity: train, needs: [preprocess], resources: { gpu: 1 } }',
+      '  - { name: validate, activity: validate, needs: [train] }',
+      '  - { name: checkpoint, activity: checkpoint, needs: [train, validate] }',
+      '  - { name: threshold, activity: threshold, needs: [validate] }',
+      '  - { name: report, activity: report, needs: [threshold] }',
+      '  - { name: package, activity: package, needs: [checkpoint, threshold, report] }',
+      '',
+    ].join('\n'),
+  );
+  let bundle: Awaited<ReturnType<typeof bundleWorkflowCode>>;
+  [server, bundle] = await Promise.all([
+    startTestServer(),
+    bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') }),
+  ]);
+  workerConnection = await NativeConnection.connect({ address: server.address });
+  const registry = { steps: { ...STEPS, report: flakyReport }, summary: summaryStep };
+  workers = await Promise.all([
+    createRoleWorker(workerConnection, 'default', registry, { role: 'cpu', workflowBundle: bundle }),
+    createRoleWorker(workerConnection, 'default', registry, { role: 'train' }),
+  ]);
+  running = workers.map((w) => w.run());
+  clientConnection = await Connection.connect({ address: server.address });
+  client = new Client({ connection: clientConnection });
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+  await Promise.allSettled(running);
+  await clientConnection?.close();
+  await workerConnection?.close();
+  await server?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('each step writes only below its own folder', () => {
+  it('a report failure, then resume: earlier steps are reused and the sealed package never changes', async () => {
+    writeFileSync(marker(), 'x');
+    const plan = await buildRunPlan({
+      pipelinePath: join(dir, 'p.yaml'),
+      runsRoot: join(dir, 'runs'),
+      runId: 'r1',
+    });
+    const first = await (await startPipelineRun(client, plan)).result();
+    expect(first.categories[0].steps).toMatchObject({
+      threshold: 'completed',
+      report: 'failed',
+      package: 'skipped',
+    });
+    const checkpointManifest = join(plan.runDir, 'weave', 'checkpoint', 'package', 'manifest.json');
+    const before = await sha256File(checkpointManifest);
+
+    rmSync(marker());
+    const second = await (await startPipelineRun(client, plan, { reuseCompleted: true })).result();
+    expect(second.status).toBe('completed');
+    expect(second.categories[0].steps).toEqual({
+      preprocess: 'reused',
+      train: 'reused',
+      validate: 'reused',
+      checkpoint: 'reused',
+      threshold: 'reused',
+      report: 'completed',
+      package: 'completed',
+    });
+    expect(await sha256File(checkpointManifest)).toBe(before);
+    const served = join(plan.runDir, 'weave', 'package', 'package', 'manifest.json');
+    const sealed = await sha256File(served);
+
+    const third = await (await startPipelineRun(client, plan, { reuseCompleted: true })).result();
+    expect(Object.values(third.categories[0].steps).every((s) => s === 'reused')).toBe(true);
+    expect(await sha256File(served)).toBe(sealed);
+  });
+});
