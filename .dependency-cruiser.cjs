@@ -1,6 +1,6 @@
 /**
- * Import rules (`npm run lint:imports`, part of `npm test`): imports point down the layers of
- * docs/../README "Architecture", and nothing imports in a circle.
+ * Import rules (`npm run lint:imports`, run first by `npm test`): imports point down the layers of
+ * the README's Architecture section, and nothing imports in a circle.
  *
  *   client.ts worker.ts cli/        entry points
  *   temporal/                       Temporal client, dev server, worker runtime (the edge's plumbing)
