@@ -12,6 +12,7 @@ import { readCachedSplit } from '../data/tensor-cache';
 import { backendInfoJson, selectBackend } from '../model/backend';
 import { loadModel, saveModel } from '../model/io';
 import { createLogger, type Logger } from '../monitor/logger';
+import { trackerOptionsForStep } from '../monitor/step-tracking';
 import { createRunTracker, type RunTracker } from '../monitor/tracker';
 import type { JsonValue, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
@@ -50,13 +51,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
     else log.warn(`heartbeat checkpoint ${hinted} unusable (${problem}); using the newest valid one`);
   }
 
-  const tracker: RunTracker = await createRunTracker({
-    logDir: join(ctx.stepDir, 'tensorboard'),
-    runName: `${ctx.pipeline}/${ctx.runId}/${ctx.category}`,
-    experiment: ctx.pipeline,
-    tags: { category: ctx.category, pipeline: ctx.pipeline, runId: ctx.runId },
-    logger: log,
-  });
+  const tracker: RunTracker = await createRunTracker(trackerOptionsForStep(ctx, log));
   const rel = (p: string | undefined) => (p ? relative(ctx.runDir, p) : undefined);
   let result: Awaited<ReturnType<typeof train>>;
   try {
