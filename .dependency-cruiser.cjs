@@ -5,8 +5,12 @@
  *   client.ts worker.ts cli/        entry points
  *   temporal/                       Temporal client, dev server, worker runtime (the edge's plumbing)
  *   workflows/ activities/          the Temporal edge
- *   lib/                            the domain: no Temporal, no edge imports; lib/registry.ts is its
- *                                   composition root (binds the steps), lib/steps/ only the contract
+ *   lib/                            the domain: no Temporal, no edge imports; inside it, from the top:
+ *     registry.ts                   composition root: binds every step implementation
+ *     report/ serve/
+ *     train/ eval/ pipeline/
+ *     model/ data/ monitor/
+ *     steps/ (the step contract)  config/  util/
  *
  * Type-only imports (`import type`) are cruised too (tsPreCompilationDeps), so a circle of types
  * is a circle; only the workflow rule lets types through, because the workflow bundle drops them.
@@ -106,6 +110,22 @@ module.exports = {
         'and the CLIs do), so the steps below never see each other through it.',
       from: { path: '^lib/', pathNot: '^lib/registry\\.ts$' },
       to: { path: '^lib/registry\\.ts$' },
+    },
+    {
+      name: 'lib-foundations-not-up',
+      severity: 'error',
+      comment:
+        'lib/model, lib/data and lib/monitor are what training, evaluation, plans, reports and serving ' +
+        'build on: they import none of those (a shared piece moves down, e.g. lib/model/anomaly-map-params).',
+      from: { path: '^lib/(model|data|monitor)/' },
+      to: { path: '^lib/(train|eval|pipeline|report|serve)/|^lib/registry\\.ts$' },
+    },
+    {
+      name: 'lib-steps-below-report-and-serve',
+      severity: 'error',
+      comment: 'Training, evaluation and plans do not import reports or the server (those build on them).',
+      from: { path: '^lib/(train|eval|pipeline)/' },
+      to: { path: '^lib/(report|serve)/' },
     },
     {
       name: 'step-contract-stays-low',
