@@ -4,7 +4,7 @@
  * default 127.0.0.1:7233). See temporal/worker-runtime.ts for the process layout.
  */
 import { fileURLToPath } from 'node:url';
-import { STEPS, summaryStep } from './lib/steps/index';
+import { STEPS, summaryStep } from './lib/registry';
 import { describeError, isUserError } from './lib/util/errors';
 import { runWorkerCli } from './temporal/worker-runtime';
 

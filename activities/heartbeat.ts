@@ -1,5 +1,7 @@
 import type { ProgressDetails } from '../lib/steps/contracts';
 
+export { asProgressDetails } from '../lib/steps/contracts';
+
 /** What the throttle needs from the activity context (so it can be tested without a worker). */
 export type SendHeartbeat = (details: ProgressDetails) => void;
 
@@ -64,11 +66,4 @@ export class ProgressHeartbeat {
     if (this.pending) clearTimeout(this.pending);
     this.pending = undefined;
   }
-}
-
-/** Heartbeat details come back from the server untyped; accept only what looks like ProgressDetails. */
-export function asProgressDetails(value: unknown): ProgressDetails | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
-  const stage = (value as { stage?: unknown }).stage;
-  return typeof stage === 'string' ? (value as ProgressDetails) : undefined;
 }

@@ -11,9 +11,9 @@ import { Command } from 'commander';
 import { trainingOverridesFromFlags } from '../lib/config/cli-overrides';
 import { buildRunPlan } from '../lib/pipeline/build-plan';
 import type { RunPlan } from '../lib/pipeline/plan';
+import { STEPS } from '../lib/registry';
 import type { StepActivity, StepContext, StepResult } from '../lib/steps/contracts';
 import { localHooks } from '../lib/steps/contracts';
-import { STEPS } from '../lib/steps/index';
 
 const program = new Command('bench:detect')
   .requiredOption('--pipeline <yaml>', 'pipeline file (its training config and steps are used)')

@@ -17,10 +17,7 @@ import { describeError, isUserError } from '../lib/util/errors';
 
 const program = new Command('predict')
   .description('Score images with a model package; writes predictions.csv, predictions.json and overlay PNGs')
-  .requiredOption(
-    '--model <dir>',
-    'model package folder (runs/<pipeline>/<run>/<category>/package/package)',
-  )
+  .requiredOption('--model <dir>', 'model package folder (runs/<pipeline>/<run>/<category>/package/package)')
   .requiredOption('--input <paths...>', 'image files and/or folders (searched recursively)')
   .option('--out <dir>', 'output folder', 'predictions')
   .option('--overlay-size <px>', 'longest side of the overlay PNGs', positiveInt, 512)

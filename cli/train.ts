@@ -1,5 +1,5 @@
 /**
- * `npm run train -- --category <c> --data-root <dir> [--epochs N --image-size S --batch-size B --out <dir>]`
+ * `npm run train -- --category <c> --data-root <dir> [--epochs N --image-size S --batch-size B --lr R --seed N --out <dir>]`
  * Runs preprocess + train for one category locally, without Temporal, with a progress bar.
  * Ctrl-C writes a checkpoint and exits; running the same command again resumes from it.
  * Exit codes: 0 trained, 1 failed, 2 bad arguments/config, 130 interrupted.
@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
-import { loadTrainingConfig, parseSetOverrides } from '../lib/config/load';
+import { addTrainingOverrideOptions, trainingOverridesFromFlags } from '../lib/config/cli-overrides';
+import { loadTrainingConfig } from '../lib/config/load';
 import type { TrainingConfig } from '../lib/config/schema';
 import { preprocessStep } from '../lib/data/preprocess-step';
 import type { StepContext, StepHooks, StepResult } from '../lib/steps/contracts';
@@ -18,13 +19,12 @@ import { TrainingCancelled } from '../lib/train/trainer';
 import { positiveInt } from '../lib/util/cli-args';
 import { describeError, isUserError } from '../lib/util/errors';
 
-const program = new Command('train')
-  .description('Preprocess and train one category locally (no Temporal); rerun to resume')
-  .requiredOption('--category <name>', 'category folder under --data-root (MVTec AD layout)')
-  .requiredOption('--data-root <dir>', 'dataset root (<root>/<category>/train/good, ...)')
-  .option('--epochs <n>', 'training epochs', positiveInt)
-  .option('--image-size <px>', 'image size', positiveInt)
-  .option('--batch-size <n>', 'batch size', positiveInt)
+const program = addTrainingOverrideOptions(
+  new Command('train')
+    .description('Preprocess and train one category locally (no Temporal); rerun to resume')
+    .requiredOption('--category <name>', 'category folder under --data-root (MVTec AD layout)')
+    .requiredOption('--data-root <dir>', 'dataset root (<root>/<category>/train/good, ...)'),
+)
   .option('--out <dir>', 'run folder (rerunning with the same folder resumes)', 'runs/local')
   .option('--config-dir <dir>', 'folder with training.yaml and categories.yaml', 'config')
   .option('--set <key=value...>', 'extra config overrides, e.g. --set lr_schedule.name=step', [])
@@ -43,6 +43,8 @@ const opts = program.opts<{
   epochs?: number;
   imageSize?: number;
   batchSize?: number;
+  lr?: number;
+  seed?: number;
   out: string;
   configDir: string;
   set: string[];
@@ -52,10 +54,7 @@ const opts = program.opts<{
 }>();
 
 async function loadConfig(): Promise<TrainingConfig> {
-  const overrides: Record<string, unknown> = { ...parseSetOverrides(opts.set) };
-  if (opts.epochs) overrides.epochs = opts.epochs;
-  if (opts.imageSize) overrides.image_size = opts.imageSize;
-  if (opts.batchSize) overrides.batch_size = opts.batchSize;
+  const overrides: Record<string, unknown> = { ...trainingOverridesFromFlags(opts) };
   if (opts.backend) overrides.backend = opts.backend;
   if (opts.engine) overrides.engine = opts.engine;
   if (opts.threads) overrides.threads = opts.threads;

@@ -5,8 +5,7 @@
  * history, so this is how progress is shown without growing it.
  */
 import type { Client } from '@temporalio/client';
-import { asProgressDetails } from '../activities/heartbeat';
-import type { ProgressDetails } from '../lib/steps/contracts';
+import { asProgressDetails, type ProgressDetails } from '../lib/steps/contracts';
 import {
   type CategoryProgress,
   categoryProgressQuery,

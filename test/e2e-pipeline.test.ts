@@ -1,5 +1,5 @@
 /**
- * The whole pipeline with the REAL steps (lib/steps STEPS + summaryStep) and the real worker.ts
+ * The whole pipeline with the REAL steps (lib/registry STEPS + summaryStep) and the real worker.ts
  * supervisor process against a real dev server: a tiny synthetic dataset (32 px, 2 categories), a
  * tiny U-Net-lite, a pipeline YAML written here. Then durability with the real trainer: the training
  * worker process is SIGKILLed after its first checkpoint; the supervisor starts a new one and the

@@ -18,8 +18,8 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeDataset } from '../lib/data/synth';
 import { buildRunPlan } from '../lib/pipeline/build-plan';
+import { STEPS, summaryStep } from '../lib/registry';
 import type { StepFunction } from '../lib/steps/contracts';
-import { STEPS, summaryStep } from '../lib/steps/index';
 import { sha256File } from '../lib/util/atomic';
 import { UserError } from '../lib/util/errors';
 import { startPipelineRun } from '../temporal/runs';

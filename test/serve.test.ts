@@ -393,6 +393,43 @@ describe('service endpoints', () => {
     }
   });
 
+  it('/openapi.json documents every route the server registers, and nothing else', async () => {
+    const { models } = await loadServedModels(runsDir);
+    const routes: { method: string; url: string }[] = [];
+    const { app: probe } = await buildServer({
+      models,
+      onRoute: (r) => {
+        // HEAD twins of GET routes and the static files (web page, report files) are not API routes.
+        const methods = ([] as string[]).concat(r.method).filter((m) => m !== 'HEAD');
+        if (!(r.schema as { hide?: boolean } | undefined)?.hide)
+          for (const method of methods) routes.push({ method: method.toLowerCase(), url: r.url });
+      },
+    });
+    try {
+      const doc = (await probe.inject('/openapi.json')).json();
+      expect(routes.length).toBeGreaterThanOrEqual(9);
+      for (const { method, url } of routes)
+        expect(doc.paths[url]?.[method], `${method} ${url}`).toBeDefined();
+      const documented = Object.entries(doc.paths as Record<string, object>).flatMap(([url, ops]) =>
+        Object.keys(ops).map((method) => `${method} ${url}`),
+      );
+      expect(documented.sort()).toEqual(routes.map((r) => `${r.method} ${r.url}`).sort());
+      // The request and response shapes come from the zod schemas the routes declare.
+      const predict = doc.paths['/v1/predict'].post;
+      expect(Object.keys(predict.requestBody.content).sort()).toEqual([
+        'application/json',
+        'multipart/form-data',
+      ]);
+      expect(predict.parameters.map((p: { name: string }) => p.name)).toEqual(['heatmap']);
+      expect(doc.components.schemas.ImageResult.properties.verdict.enum).toEqual(['defective', 'good']);
+      expect(doc.components.schemas.Error.properties.error.properties.code.enum).toContain(
+        'UNKNOWN_CATEGORY',
+      );
+    } finally {
+      await probe.close();
+    }
+  });
+
   it('serves the web page and the runs’ reports, never model files', async () => {
     const page = await app.inject('/');
     expect(page.statusCode).toBe(200);

@@ -4,6 +4,8 @@
  * A named flag wins over a `--set` of the same key: it is the more specific request (and commander
  * does not keep the relative order of different options, so "last one wins" could not be honoured).
  */
+import type { Command } from 'commander';
+import { integer, positiveInt, positiveNumber } from '../util/cli-args';
 import { layerProblems, parseSetOverrides, throwIfProblems } from './load';
 import { deepMerge } from './merge';
 import type { DeepPartial, TrainingConfig } from './schema';
@@ -16,6 +18,20 @@ export interface TrainingOverrideFlags {
   imageSize?: number;
   lr?: number;
   seed?: number;
+}
+
+/**
+ * The named shortcuts on a command (`npm run pipeline`, `npm run train`); each command adds its own
+ * `--set` (`npm run train` takes several items after one `--set`) and hands the parsed flags to
+ * `trainingOverridesFromFlags`.
+ */
+export function addTrainingOverrideOptions(cmd: Command): Command {
+  return cmd
+    .option('--epochs <n>', 'override training.epochs', positiveInt)
+    .option('--batch-size <n>', 'override training.batch_size', positiveInt)
+    .option('--image-size <px>', 'override training.image_size', positiveInt)
+    .option('--lr <rate>', 'override training.optimizer.lr', positiveNumber)
+    .option('--seed <n>', 'override training.seed', integer);
 }
 
 /**

@@ -1,9 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
 import type { ScorableModel } from '../infer/scorable-model';
-import { gaussianKernel1d, ssimMap } from '../model/ssim';
+import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from '../model/anomaly-map-params';
+import { ssimMap } from '../model/ssim';
 import { isPatchcoreModel } from '../models/patchcore/model';
 import { UserError } from '../util/errors';
+
+export { checkAnomalyMapConfig, scoreBorder, smoothingKernel };
 
 /**
  * Per-pixel anomaly maps from an autoencoder's reconstruction, and the image score derived from them.
@@ -17,25 +20,6 @@ export interface ScoredImages {
   scores: Float32Array;
   /** Wall time per image (its batch's time / batch size), ms, one entry per image. */
   latencyMs: number[];
-}
-
-export function checkAnomalyMapConfig(cfg: AnomalyMapConfig): void {
-  if (cfg.mse_weight === 0 && cfg.ssim_weight === 0) {
-    throw new UserError(
-      'INVALID_CONFIG',
-      'anomaly_map.mse_weight and anomaly_map.ssim_weight are both 0: the anomaly map would be constant',
-    );
-  }
-}
-
-/**
- * The smoothing blur's normalised 1-D Gaussian for h x w maps: radius ceil(4 sigma) like
- * scipy.ndimage.gaussian_filter (truncate=4), capped at the map size (mirror padding needs no more).
- * Shared with the ONNX graph (lib/model/onnx-anomaly-map) so both blur with the same taps.
- */
-export function smoothingKernel(sigma: number, h: number, w: number): number[] {
-  const radius = Math.min(Math.ceil(4 * sigma), h, w);
-  return gaussianKernel1d(2 * radius + 1, sigma);
 }
 
 /**
@@ -77,15 +61,6 @@ export function anomalyMapTensor(x: tf.Tensor4D, recon: tf.Tensor4D, cfg: Anomal
     }
     return smoothMaps(map as tf.Tensor4D, cfg.smoothing_sigma).reshape([n, h, w]) as tf.Tensor3D;
   });
-}
-
-/**
- * Pixels left out of the image score on each edge of an h x w map: `score_border` of each side,
- * rounded down, always leaving at least one pixel.
- */
-export function scoreBorder(h: number, w: number, cfg: AnomalyMapConfig): { y: number; x: number } {
-  const side = (n: number) => Math.min(Math.floor((cfg.score_border ?? 0) * n), Math.floor((n - 1) / 2));
-  return { y: side(h), x: side(w) };
 }
 
 /**

@@ -18,7 +18,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
-import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from '../eval/anomaly-map';
+import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from './anomaly-map-params';
 import { inferenceGraph, ONNX_OUTPUT } from './onnx-export';
 import { GraphBuilder } from './onnx-graph';
 import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';

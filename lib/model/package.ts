@@ -21,7 +21,6 @@ import { basename, dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { anomalyMapSchema, type TrainingConfig, trainingConfigSchema } from '../config/schema';
-import type { Calibration } from '../eval/calibration';
 import type { ScorableModel } from '../infer/scorable-model';
 import {
   loadPatchcore,
@@ -33,7 +32,8 @@ import {
 import type { JsonValue } from '../steps/contracts';
 import { sha256, sha256File, writeJsonAtomic } from '../util/atomic';
 import { UserError } from '../util/errors';
-import { jsonValueSchema as jsonValue } from '../util/json-value-schema';
+import { jsonValueSchema as jsonValue } from '../util/json';
+import type { Calibration } from './calibration';
 import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from './io';
 
 export const PACKAGE_FORMAT = 'anomaly-spotter-model-package';
@@ -120,7 +120,7 @@ export function describeArchitecture(a: PackageMetadata['architecture']): string
 }
 
 /**
- * calibration.json. Structurally the Calibration of lib/eval/calibration; validated here because the
+ * calibration.json. Structurally the Calibration of ./calibration; validated here because the
  * package is read from disk. Loose: the evaluation side may add fields without a format bump.
  */
 export const calibrationSchema = z.looseObject({
@@ -454,7 +454,7 @@ export async function validateModelPackage(
   }
   const preprocess = await readJsonFile(join(dir, PACKAGE_FILES.preprocess), preprocessSchema);
   const metadata = await readJsonFile(join(dir, PACKAGE_FILES.metadata), metadataSchema);
-  // Typed as lib/eval's Calibration: tsc then proves the schema yields one.
+  // Typed as ./calibration's Calibration: tsc then proves the schema yields one.
   let calibration: Calibration | null = null;
   const calPath = join(dir, PACKAGE_FILES.calibration);
   if (manifest.files[PACKAGE_FILES.calibration]) {

@@ -35,7 +35,7 @@
 import { z } from 'zod';
 import { CATEGORY_NAME_RE } from '../config/load';
 import { STEP_ACTIVITIES } from '../steps/contracts';
-import { jsonValueSchema as jsonValue } from '../util/json-value-schema';
+import { jsonValueSchema as jsonValue } from '../util/json';
 import { cronProblem } from './cron';
 import { DURATION_HINT, parseDuration } from './duration';
 

@@ -6,21 +6,24 @@
 import { ImageInputError } from './image-input';
 import { QueueFullError } from './queue';
 
-export type ApiErrorCode =
-  | 'BAD_REQUEST'
-  | 'BAD_JSON'
-  | 'MISSING_FIELD'
-  | 'NOT_AN_IMAGE'
-  | 'CORRUPT_IMAGE'
-  | 'IMAGE_TOO_LARGE'
-  | 'BODY_TOO_LARGE'
-  | 'TOO_MANY_FILES'
-  | 'UNSUPPORTED_MEDIA_TYPE'
-  | 'UNKNOWN_CATEGORY'
-  | 'UNAUTHORIZED'
-  | 'NOT_FOUND'
-  | 'BUSY'
-  | 'INTERNAL';
+/** Every `error.code` the API answers with (the OpenAPI document lists them from here). */
+export const API_ERROR_CODES = [
+  'BAD_REQUEST',
+  'BAD_JSON',
+  'MISSING_FIELD',
+  'NOT_AN_IMAGE',
+  'CORRUPT_IMAGE',
+  'IMAGE_TOO_LARGE',
+  'BODY_TOO_LARGE',
+  'TOO_MANY_FILES',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'UNKNOWN_CATEGORY',
+  'UNAUTHORIZED',
+  'NOT_FOUND',
+  'BUSY',
+  'INTERNAL',
+] as const;
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
 
 export interface ApiErrorBody {
   error: { code: ApiErrorCode; message: string };

@@ -1,27 +1,35 @@
 /**
- * The HTTP server: prediction API, model list, health, metrics, OpenAPI document, the web page (`/`)
- * and the loaded runs' reports (`/reports/...`). Built as a Fastify instance without listening, so
- * tests drive it with `inject` and the CLI decides where it listens.
+ * The HTTP server: prediction API, model list, health, metrics, the OpenAPI document, the web page (`/`)
+ * and the loaded runs' reports (`/reports/...`), one Fastify plugin each (lib/serve/routes/). Routes
+ * declare their zod schemas; /openapi.json is generated from them. Built without listening, so tests
+ * drive it with `inject` and the CLI decides where it listens.
  */
-import { timingSafeEqual } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import swagger, { type FastifyDynamicSwaggerOptions } from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
+import {
+  createJsonSchemaTransform,
+  createJsonSchemaTransformObject,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
 import { ApiError, toApiError } from './api-error';
-import { heatmapPng, maskPng } from './heatmap';
-import { DEFAULT_MAX_PIXELS, type DecodedImage, decodeImage, ImageInputError } from './image-input';
+import { DEFAULT_MAX_PIXELS } from './image-input';
 import { createMetrics, type ServeMetrics } from './metrics';
 import type { ServedModel } from './models';
-import { buildOpenApi } from './openapi';
-import { loadDefaultScorer, ModelPredictor, type Prediction, type Scorer } from './predictor';
-import { readImageRequest } from './request-images';
+import { loadDefaultScorer, ModelPredictor, type Scorer } from './predictor';
+import { authPlugin } from './routes/auth';
+import type { ServeContext } from './routes/context';
+import { opsPlugin } from './routes/ops';
+import { predictPlugin } from './routes/predict';
+import { reportsPlugin } from './routes/reports';
+import { apiSchemas } from './schemas';
+
+export { TOKEN_COOKIE } from './routes/auth';
+export type { ImageFailure, ImageResult } from './routes/predict';
 
 export const PUBLIC_DIR = fileURLToPath(new URL('./public', import.meta.url));
-/** Cookie the web page sets so that report links (plain navigation, no headers) pass the token check. */
-export const TOKEN_COOKIE = 'anomaly_spotter_token';
 
 export interface ServeOptions {
   models: ServedModel[];
@@ -36,96 +44,60 @@ export interface ServeOptions {
   maxQueue?: number;
   /** Defaults to lib/eval's scoreImages. */
   scorer?: Scorer;
+  /** Told of every route as it is registered (test/serve.test.ts: each one is documented). */
+  onRoute?: (route: RouteOptions) => void;
   /** A pino logger instance, or false to stay quiet (tests). */
   logger?: FastifyBaseLogger | boolean;
 }
 
-export interface ImageResult {
-  name: string;
-  score: number;
-  normalisedScore: number;
-  threshold: number;
-  verdict: Prediction['verdict'];
-  defectArea: number;
-  image: { format: DecodedImage['format']; width: number; height: number };
-  /** PNG data URIs (size x size of the model); omitted with `?heatmap=false`. */
-  heatmap?: string;
-  mask?: string;
-}
+const zodTransform = createJsonSchemaTransform({ schemaRegistry: apiSchemas });
+const zodTransformObject = createJsonSchemaTransformObject({ schemaRegistry: apiSchemas });
 
-export interface ImageFailure {
-  name: string;
-  error: { code: string; message: string };
-}
+/** The zod transform adds an input twin (`ErrorInput`...) of every named schema; keep those in use. */
+type OpenApiDoc = { components?: { schemas?: Record<string, unknown> } };
 
-function modelInfo(m: ServedModel) {
-  const { metadata, calibration, preprocess, metrics } = m.pkg;
-  return {
-    category: m.category,
-    pipeline: metadata.pipeline,
-    runId: metadata.runId,
-    createdAt: metadata.createdAt,
-    imageSize: preprocess.imageSize,
-    architecture: metadata.architecture,
-    calibration: {
-      imageThreshold: calibration.imageThreshold,
-      pixelThreshold: calibration.pixelThreshold,
-      strategy: calibration.strategy,
-    },
-    metrics,
-    reports: m.runDir ? `/reports/${metadata.pipeline}/${metadata.runId}/` : null,
-  };
-}
-
-const pngUri = (buf: Buffer) => `data:image/png;base64,${buf.toString('base64')}`;
-
-/** HTML files of a run folder (reports), relative paths, bounded depth. */
-async function findReports(runDir: string, depth = 3): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string, left: number) => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(dir, e.name);
-      if (e.isFile() && e.name.endsWith('.html')) out.push(relative(runDir, p));
-      else if (e.isDirectory() && left > 0 && e.name !== 'package') await walk(p, left - 1);
-    }
-  };
-  await walk(runDir, depth);
-  return out.sort();
-}
-
-const REPORT_EXTENSIONS = /\.(html|css|js|json|png|svg|jpg|jpeg|webp|csv|md|txt)$/i;
-
-const escapeHtml = (s: string) =>
-  s.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+function withoutUnusedSchemas(doc: OpenApiDoc): OpenApiDoc {
+  const schemas = doc.components?.schemas;
+  if (!schemas) return doc;
+  const { components, ...rest } = doc;
+  const text = JSON.stringify({ ...rest, components: { ...components, schemas: {} } });
+  const used = Object.keys(schemas).filter(
+    (name) => !name.endsWith('Input') || text.includes(`"#/components/schemas/${name}"`),
   );
+  return {
+    ...doc,
+    components: { ...components, schemas: Object.fromEntries(used.map((n) => [n, schemas[n]])) },
+  };
+}
 
 /**
- * The bearer token of a request. The cookie is accepted only for GET /reports (plain links cannot send
- * headers); the API itself wants the header, so a cookie can never authorise a cross-site POST.
+ * Route schemas to OpenAPI: zod schemas through fastify-type-provider-zod; a body given per content type
+ * (`{ content: {...} }`, the predict routes' multipart + JSON) is already JSON Schema and passes as is.
  */
-function tokenOf(req: FastifyRequest, allowCookie: boolean): string | null {
-  const auth = req.headers.authorization;
-  if (auth) {
-    const m = /^Bearer\s+(.+)$/i.exec(auth);
-    return m ? m[1].trim() : '';
-  }
-  if (!allowCookie) return null;
-  const cookies = req.headers.cookie ?? '';
-  for (const c of cookies.split(';')) {
-    const [k, ...v] = c.trim().split('=');
-    if (k === TOKEN_COOKIE) return decodeURIComponent(v.join('='));
-  }
-  return null;
-}
+const transform: FastifyDynamicSwaggerOptions['transform'] = (doc) => {
+  const body = (doc.schema as { body?: unknown } | undefined)?.body;
+  const perContentType = typeof body === 'object' && body !== null && 'content' in body;
+  if (!perContentType) return zodTransform(doc as never);
+  const { body: _, ...rest } = doc.schema as Record<string, unknown>;
+  const out = zodTransform({ ...doc, schema: rest } as never);
+  return { ...out, schema: { ...out.schema, body } };
+};
 
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+function openapiInfo(opts: { maxBodyMb: number; maxFiles: number; auth: boolean }) {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Anomaly Spotter',
+      version: '1',
+      description: `Visual anomaly detection per product category. Images: PNG, JPEG, WebP, TIFF, BMP (detected by content). Request body limit ${opts.maxBodyMb} MB; at most ${opts.maxFiles} images per batch. Errors: {"error": {"code", "message"}}.`,
+    },
+    ...(opts.auth
+      ? {
+          security: [{ bearer: [] }],
+          components: { securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer' } } },
+        }
+      : {}),
+  };
 }
 
 export async function buildServer(
@@ -140,14 +112,31 @@ export async function buildServer(
   const models = new Map(
     opts.models.map((m) => [m.category, new ModelPredictor(m, scorer, { maxPending: opts.maxQueue })]),
   );
-  const known = () => [...models.keys()].sort().join(', ');
   const metrics = createMetrics();
   const limitsCtx = { maxBodyMb, maxFiles };
   let shuttingDown = false;
+  const ctx: ServeContext = {
+    served: opts.models,
+    models,
+    metrics,
+    limits: { maxBodyMb, maxBodyBytes, maxFiles, maxPixels },
+    auth: token !== null,
+    isShuttingDown: () => shuttingDown,
+  };
 
   const app = Fastify({
     bodyLimit: maxBodyBytes,
     ...(typeof opts.logger === 'object' ? { loggerInstance: opts.logger } : { logger: opts.logger ?? false }),
+  });
+  const { onRoute } = opts;
+  if (onRoute) app.addHook('onRoute', (route) => onRoute(route));
+  app.setValidatorCompiler(validatorCompiler);
+  // Response schemas document; the answer is sent as the handler built it (never cut to its schema).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  await app.register(swagger, {
+    openapi: openapiInfo({ maxBodyMb, maxFiles, auth: ctx.auth }),
+    transform,
+    transformObject: (doc) => withoutUnusedSchemas(zodTransformObject(doc) as OpenApiDoc) as never,
   });
   await app.register(multipart, {
     limits: { fileSize: maxBodyBytes, files: maxFiles },
@@ -170,20 +159,7 @@ export async function buildServer(
     );
   });
 
-  app.addHook('onRequest', async (req) => {
-    if (!token) return;
-    const path = req.url.split('?')[0];
-    if (!(path.startsWith('/v1/') || path === '/metrics' || path.startsWith('/reports'))) return;
-    const given = tokenOf(req, req.method === 'GET' && path.startsWith('/reports'));
-    if (given === null) {
-      throw new ApiError(
-        401,
-        'UNAUTHORIZED',
-        "missing bearer token: send 'Authorization: Bearer <token>' (this server was started with --token or ANOMALY_SPOTTER_TOKEN)",
-      );
-    }
-    if (!sameSecret(given, token)) throw new ApiError(401, 'UNAUTHORIZED', 'invalid bearer token');
-  });
+  await app.register(authPlugin, { token });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
@@ -196,168 +172,11 @@ export async function buildServer(
     await Promise.all([...models.values()].map((p) => p.queue.drain()));
   });
 
-  const resolveModel = (category: string | undefined): ModelPredictor => {
-    if (category === undefined || category === '') {
-      // One model loaded: the category is unambiguous, so clients may omit it.
-      if (models.size === 1) return [...models.values()][0];
-      throw new ApiError(400, 'MISSING_FIELD', `missing field "category" (one of: ${known()})`);
-    }
-    const m = models.get(category);
-    if (!m)
-      throw new ApiError(
-        404,
-        'UNKNOWN_CATEGORY',
-        `unknown category '${category}'; loaded models: ${known()}`,
-      );
-    return m;
-  };
-
-  const wantImages = (req: FastifyRequest) => {
-    const q = req.query as Record<string, string | undefined>;
-    return !(q.heatmap === 'false' || q.heatmap === '0');
-  };
-
-  /** Decodes every image (in parallel, outside the model queue), then scores the good ones in one batch. */
-  const runPredict = async (req: FastifyRequest, batch: boolean) => {
-    const started = performance.now();
-    const { category, images } = await readImageRequest(req, batch, { maxBodyBytes, maxFiles });
-    const predictor = resolveModel(category);
-    const model = predictor.served;
-    const spec = model.pkg.preprocess;
-    const decoded = await Promise.all(
-      images.map((img) =>
-        decodeImage(img.data, spec, { maxPixels, name: img.name }).then(
-          (d) => ({ name: img.name, d }),
-          (err: unknown) => {
-            if (!(err instanceof ImageInputError)) throw err;
-            return { name: img.name, err };
-          },
-        ),
-      ),
-    );
-    if (!batch && 'err' in decoded[0]) throw decoded[0].err;
-    const ok = decoded.filter((x): x is { name: string; d: DecodedImage } => 'd' in x);
-    const decodeMs = performance.now() - started;
-    let inferenceMs = 0;
-    const results: ImageResult[] = [];
-    if (ok.length > 0) {
-      const out = await predictor.predict(ok.map((x) => x.d.tensor));
-      inferenceMs = out.inferenceMs;
-      const size = spec.imageSize;
-      const pixelThreshold = model.pkg.calibration.pixelThreshold;
-      const withImages = wantImages(req);
-      // Every image's PNGs are encoded at once (sharp's thread pool), not one image after the other.
-      const encoded = await Promise.all(
-        out.predictions.map((p) =>
-          withImages
-            ? Promise.all([heatmapPng(p.map, size, pixelThreshold), maskPng(p.map, size, pixelThreshold)])
-            : null,
-        ),
-      );
-      for (const [i, p] of out.predictions.entries()) {
-        const { d, name } = ok[i];
-        metrics.images.inc({ category: model.category, verdict: p.verdict });
-        metrics.imageSeconds.observe({ category: model.category }, out.inferenceMs / 1000 / ok.length);
-        const r: ImageResult = {
-          name,
-          score: p.score,
-          normalisedScore: p.normalisedScore,
-          threshold: p.threshold,
-          verdict: p.verdict,
-          defectArea: p.defectArea,
-          image: { format: d.format, width: d.width, height: d.height },
-        };
-        const pngs = encoded[i];
-        if (pngs) {
-          r.heatmap = pngUri(pngs[0]);
-          r.mask = pngUri(pngs[1]);
-        }
-        results.push(r);
-      }
-    }
-    const failed: ImageFailure[] = decoded
-      .filter((x): x is { name: string; err: ImageInputError } => 'err' in x)
-      .map((x) => {
-        metrics.errors.inc({ code: x.err.code });
-        return { name: x.name, error: { code: x.err.code, message: x.err.message } };
-      });
-    const timings = { decodeMs, inferenceMs, totalMs: performance.now() - started };
-    return { model: modelInfo(model), results, failed, timings };
-  };
-
-  app.post('/v1/predict', async (req) => {
-    const { model, results, timings } = await runPredict(req, false);
-    return {
-      category: model.category,
-      model: { pipeline: model.pipeline, runId: model.runId },
-      ...results[0],
-      timings,
-    };
-  });
-  app.post('/v1/predict/batch', async (req) => {
-    const { model, results, failed, timings } = await runPredict(req, true);
-    return {
-      category: model.category,
-      model: { pipeline: model.pipeline, runId: model.runId },
-      results,
-      failed,
-      timings,
-    };
-  });
-  app.get('/v1/models', async () => ({ models: opts.models.map(modelInfo) }));
-
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
-    const ready = !shuttingDown && models.size > 0;
-    const body = {
-      status: ready ? 'ready' : 'not ready',
-      models: [...models.values()].map((p) => ({ category: p.served.category, queueDepth: p.queue.depth })),
-    };
-    return reply.status(ready ? 200 : 503).send(body);
-  });
-  app.get('/metrics', async (_req, reply) => {
-    for (const p of models.values()) metrics.queueDepth.set({ category: p.served.category }, p.queue.depth);
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
-  const openapi = buildOpenApi({ maxBodyMb, maxFiles, auth: token !== null });
-  app.get('/openapi.json', async () => openapi);
-
-  // Web page.
+  await app.register(predictPlugin, ctx);
+  await app.register(opsPlugin, ctx);
+  // Web page (its file routes are not part of the API document: @fastify/static hides them).
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/', index: 'index.html', wildcard: false });
-
-  // Reports of the loaded runs: one static mount per run folder, report-like files only (never weights).
-  const runs = new Map<string, string>();
-  for (const m of opts.models) {
-    if (m.runDir) runs.set(`${m.pkg.metadata.pipeline}/${m.pkg.metadata.runId}`, m.runDir);
-  }
-  for (const [key, dir] of runs) {
-    await app.register(fastifyStatic, {
-      root: dir,
-      prefix: `/reports/${key}/`,
-      decorateReply: false,
-      index: false,
-      dotfiles: 'deny',
-      allowedPath: (p) => REPORT_EXTENSIONS.test(p) && !p.split('/').includes('package'),
-    });
-  }
-  app.get('/reports', async (_req, reply) => reply.redirect('/reports/'));
-  app.get('/reports/', async (_req, reply) => {
-    const items: string[] = [];
-    for (const [key, dir] of runs) {
-      for (const f of await findReports(dir)) {
-        const href = `/reports/${key}/${f.split('/').map(encodeURIComponent).join('/')}`;
-        items.push(`<li><a href="${escapeHtml(href)}">${escapeHtml(`${key}/${f}`)}</a></li>`);
-      }
-    }
-    const list = items.length
-      ? `<ul>${items.join('')}</ul>`
-      : '<p>No report.html files in the loaded runs yet.</p>';
-    return reply
-      .type('text/html; charset=utf-8')
-      .send(
-        `<!doctype html><meta charset="utf-8"><title>Run reports</title><link rel="stylesheet" href="/style.css"><main class="reports"><h1>Run reports</h1>${list}<p><a href="/">Back to the predictor</a></p></main>`,
-      );
-  });
+  await app.register(reportsPlugin, ctx);
 
   return { app, metrics };
 }

@@ -6,6 +6,7 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ApiError } from './api-error';
+import { jsonBatch, type jsonImage, jsonSingle } from './schemas';
 
 export interface UploadedImage {
   name: string;
@@ -40,12 +41,6 @@ function decodeBase64(value: string, where: string): Buffer {
   if (buf.length === 0) throw new ApiError(400, 'MISSING_FIELD', `${where}: the image is empty`);
   return buf;
 }
-
-const jsonImage = z.union([z.string(), z.object({ name: z.string().optional(), data: z.string() })], {
-  error: 'must be a base64 string, a data URI, or {"name": ..., "data": <base64>}',
-});
-const jsonSingle = z.object({ category: z.string().optional(), image: jsonImage.optional() });
-const jsonBatch = z.object({ category: z.string().optional(), images: z.array(jsonImage).optional() });
 
 function fromJson(body: unknown, batch: boolean, limits: RequestLimits): ImageRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {

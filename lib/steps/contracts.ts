@@ -4,6 +4,9 @@
  * the run directory, never tensors or images.
  */
 import type { TrainingConfig } from '../config/schema';
+import type { JsonValue } from '../util/json';
+
+export type { JsonValue };
 
 /**
  * The activities a pipeline YAML may name. `summary` runs once per pipeline, after all categories.
@@ -20,8 +23,6 @@ export const STEP_ACTIVITIES = [
   'package',
 ] as const;
 export type StepActivity = (typeof STEP_ACTIVITIES)[number];
-
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /** A file written by a step; `path` is relative to the run directory. */
 export interface ArtifactRef {
@@ -90,6 +91,13 @@ export interface StepHooks {
 }
 
 export type StepFunction = (ctx: StepContext, hooks: StepHooks) => Promise<StepResult>;
+
+/** Heartbeat details come back from the server untyped; accept only what looks like ProgressDetails. */
+export function asProgressDetails(value: unknown): ProgressDetails | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const stage = (value as { stage?: unknown }).stage;
+  return typeof stage === 'string' ? (value as ProgressDetails) : undefined;
+}
 
 /** Hooks for running a step outside Temporal (CLI, tests). */
 export function localHooks(onProgress: (d: ProgressDetails) => void = () => {}): StepHooks {

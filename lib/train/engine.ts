@@ -11,32 +11,11 @@
 import { availableParallelism } from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import type { TrainingConfig } from '../config/schema';
-import type { LossFunction, LossTerm } from '../model/losses';
+import type { LossFunction } from '../model/losses';
 import { UserError } from '../util/errors';
+import type { TrainEngine } from './engine-types';
 
-export interface StepOutput {
-  loss: number;
-  terms: Partial<Record<LossTerm, number>>;
-}
-
-export interface TrainEngine {
-  readonly name: 'onnx' | 'tfjs';
-  /** One line for logs and run metadata. */
-  readonly description: string;
-  /**
-   * One optimisation step on `n` NHWC images in [0, 1] at learning rate `lr`: the network sees
-   * `images` and the loss compares its output with `targets` (default: the images themselves;
-   * clean images when `images` carry synthetic defects).
-   */
-  step(images: Float32Array, n: number, lr: number, targets?: Float32Array): Promise<StepOutput>;
-  /** The configured loss of the current weights on `n` NHWC images (validation; no update). */
-  evaluate(images: Float32Array, n: number): Promise<number>;
-  /** Makes the tfjs model and optimizer current (before validation, checkpoints, image logs). */
-  syncToModel(): Promise<void>;
-  /** Takes weights and optimizer state from the tfjs model and optimizer (after a resume). */
-  syncFromModel(): Promise<void>;
-  release(): Promise<void>;
-}
+export type { StepOutput, TrainEngine } from './engine-types';
 
 /** Set by `npm run worker` for each training process: cores / training processes. */
 export const TRAIN_THREADS_ENV = 'ANOMALY_SPOTTER_TRAIN_THREADS';

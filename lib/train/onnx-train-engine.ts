@@ -39,7 +39,7 @@ import {
   unetConvLayers,
 } from '../model/onnx-train-graph';
 import { type AdamSlot, adamStep, clipByGlobalNorm } from './adam';
-import type { StepOutput, TrainEngine } from './engine';
+import type { StepOutput, TrainEngine } from './engine-types';
 import { tfjsLossValue } from './tfjs-train-engine';
 
 export interface OnnxTrainEngineOptions {

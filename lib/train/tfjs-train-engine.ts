@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { TrainingConfig } from '../config/schema';
 import type { LossFunction, LossTerm } from '../model/losses';
 import { unetTrainForward } from '../model/train-forward';
-import type { StepOutput, TrainEngine } from './engine';
+import type { StepOutput, TrainEngine } from './engine-types';
 
 /** One optimisation step (forward, loss, gradients, clipping, update); every intermediate tensor is released. */
 export function trainOnBatch(

@@ -14,6 +14,7 @@ import { backendInfoJson, selectBackend } from '../model/backend';
 import { loadModel, saveModel } from '../model/io';
 import { fitPatchcoreStep } from '../models/patchcore/fit-step';
 import { createLogger, type Logger } from '../monitor/logger';
+import { trackerOptionsForStep } from '../monitor/step-tracking';
 import { createRunTracker, type RunTracker } from '../monitor/tracker';
 import type { JsonValue, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
@@ -53,13 +54,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
     else log.warn(`heartbeat checkpoint ${hinted} unusable (${problem}); using the newest valid one`);
   }
 
-  const tracker: RunTracker = await createRunTracker({
-    logDir: join(ctx.stepDir, 'tensorboard'),
-    runName: `${ctx.pipeline}/${ctx.runId}/${ctx.category}`,
-    experiment: ctx.pipeline,
-    tags: { category: ctx.category, pipeline: ctx.pipeline, runId: ctx.runId },
-    logger: log,
-  });
+  const tracker: RunTracker = await createRunTracker(trackerOptionsForStep(ctx, log));
   const rel = (p: string | undefined) => (p ? relative(ctx.runDir, p) : undefined);
   let result: Awaited<ReturnType<typeof train>>;
   try {

@@ -14,3 +14,8 @@ export function positiveNumber(value: string): number {
     throw new InvalidArgumentError(`expected a positive number, got '${value}'`);
   return n;
 }
+
+export function integer(value: string): number {
+  if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError(`expected an integer, got '${value}'`);
+  return Number(value);
+}

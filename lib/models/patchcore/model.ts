@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { sha256, writeFileAtomic, writeJsonAtomic } from '../../util/atomic';
 import { UserError } from '../../util/errors';
-import { jsonValueSchema } from '../../util/json-value-schema';
+import { jsonValueSchema } from '../../util/json';
 
 export const PATCHCORE_ONNX = 'patchcore.onnx';
 export const PATCHCORE_JSON = 'patchcore.json';

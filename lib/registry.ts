@@ -3,17 +3,17 @@
  * plus the cross-category summary. Workers hand this to `createActivities`; CLIs call steps directly.
  */
 import { join } from 'node:path';
-import { preprocessStep } from '../data/preprocess-step';
-import { thresholdStep } from '../eval/threshold-step';
-import { validateStep } from '../eval/validate-step';
-import { packageStep } from '../package/package-step';
-import type { CategoryOutcome, SummaryResult } from '../pipeline/outcome';
-import { reportStep } from '../report/report-step';
-import { writeSummary } from '../report/summary';
-import { checkpointStep } from '../train/checkpoint-step';
-import { trainStep } from '../train/train-step';
-import type { StepActivity, StepFunction } from './contracts';
-import { artifact } from './result';
+import { preprocessStep } from './data/preprocess-step';
+import { thresholdStep } from './eval/threshold-step';
+import { validateStep } from './eval/validate-step';
+import { packageStep } from './package/package-step';
+import type { CategoryOutcome, SummaryResult } from './pipeline/outcome';
+import { reportStep } from './report/report-step';
+import { writeSummary } from './report/summary';
+import type { StepActivity, StepFunction } from './steps/contracts';
+import { artifact } from './steps/result';
+import { checkpointStep } from './train/checkpoint-step';
+import { trainStep } from './train/train-step';
 
 export const STEPS: Record<StepActivity, StepFunction> = {
   preprocess: preprocessStep,

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import type { JsonValue } from '../steps/contracts';
+
+/** Any JSON value: what steps exchange in summaries and free-form params. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /** zod schema of any JSON value (for free-form YAML params and package metadata). */
 export const jsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>

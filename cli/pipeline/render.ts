@@ -3,11 +3,11 @@
  * change (logs/CI), and the final summary table.
  */
 import cliProgress from 'cli-progress';
-import { displayPath } from '../lib/config/paths';
-import type { CategoryOutcome } from '../lib/pipeline/outcome';
-import type { ProgressDetails } from '../lib/steps/contracts';
-import type { PipelineSummary } from '../workflows/definitions';
-import type { CategoryLiveProgress, RunProgress } from './progress';
+import { displayPath } from '../../lib/config/paths';
+import type { CategoryOutcome } from '../../lib/pipeline/outcome';
+import type { ProgressDetails } from '../../lib/steps/contracts';
+import type { CategoryLiveProgress, RunProgress } from '../../temporal/progress';
+import type { PipelineSummary } from '../../workflows/definitions';
 
 interface CategoryLine {
   /** 0..1 of the category's steps, with training epochs counted as a fraction of the train step. */

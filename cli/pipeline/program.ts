@@ -1,0 +1,114 @@
+/**
+ * The `npm run pipeline` command line: its commands, and how errors become exit codes (0 all
+ * categories completed, 1 some failed/cancelled or an internal error, 2 the user's to fix).
+ */
+import {
+  ScheduleNotFoundError,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { Command, CommanderError, Option } from 'commander';
+import { describeError, isUserError } from '../../lib/util/errors';
+import { cancelCommand } from './cancel';
+import { addPlanOptions, addWorkerOptions, DEFAULT_PIPELINE, isoDate, type WorkerFlags } from './flags';
+import { resumeCommand } from './resume';
+import { type RunFlags, runCommand } from './run';
+import { type ScheduleCreateFlags, scheduleCommand } from './schedule';
+import { note } from './session';
+import { statusCommand } from './status';
+
+function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('pipeline')
+    .description(
+      'Train anomaly detectors per category, orchestrated by Temporal.\n' +
+        'Without TEMPORAL_ADDRESS a local dev server (state in .state/temporal.db, Web UI http://localhost:8233)\n' +
+        'and worker processes are started and stopped automatically; with it, that cluster and `npm run worker`s are used.',
+    )
+    .exitOverride()
+    .showHelpAfterError();
+
+  const run = addWorkerOptions(addPlanOptions(program.command('run', { isDefault: true })))
+    .description(`start a run and follow it (default pipeline: ${DEFAULT_PIPELINE})`)
+    .option('--run-id <id>', 'run id (default: timestamp + random suffix)')
+    .option('--detach', 'start and exit (needs TEMPORAL_ADDRESS)')
+    .option('--no-progress', 'no live progress output');
+  run.action(async (flags: RunFlags) => setExit(await runCommand(flags)));
+
+  program
+    .command('status <run-id>')
+    .description('progress of a running run, or the summary of a finished one')
+    .option('--json', 'machine-readable output')
+    .action(async (runId: string, flags: { json?: boolean }) => setExit(await statusCommand(runId, flags)));
+
+  addWorkerOptions(program.command('resume <run-id>'))
+    .description(
+      're-run a finished run, reusing every step whose result.json and artifact hashes still match; attach if still running',
+    )
+    .option('--detach', 'start and exit (needs TEMPORAL_ADDRESS)')
+    .option('--no-progress', 'no live progress output')
+    .action(async (runId: string, flags: WorkerFlags & { detach?: boolean; progress: boolean }) =>
+      setExit(await resumeCommand(runId, flags)),
+    );
+
+  addWorkerOptions(program.command('cancel <run-id>'))
+    .description('cancel a run, or only some of its categories')
+    .option('--category <names...>', 'cancel only these categories')
+    .action(async (runId: string, flags: { category?: string[] } & WorkerFlags) =>
+      setExit(await cancelCommand(runId, flags)),
+    );
+
+  addPlanOptions(program.command('schedule'))
+    .description('manage Temporal Schedules of a pipeline (cron + overlap policy from its YAML `schedule:`)')
+    .addArgument(
+      new Command()
+        .createArgument('<action>', 'create | list | describe | trigger | backfill | delete')
+        .choices(['create', 'list', 'describe', 'trigger', 'backfill', 'delete']),
+    )
+    .argument('[schedule-id]', 'schedule id (letters, digits, _ and -)')
+    .option('--paused', 'create: start paused')
+    .addOption(new Option('--start <time>', 'backfill: from (ISO time)').argParser(isoDate))
+    .addOption(new Option('--end <time>', 'backfill: to (ISO time)').argParser(isoDate))
+    .action(
+      async (
+        action: string,
+        id: string | undefined,
+        flags: ScheduleCreateFlags & { start?: Date; end?: Date },
+      ) => setExit(await scheduleCommand(action, id, flags)),
+    );
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help/version exit 0; bad usage was already printed by commander.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (isUserError(err)) {
+      note(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof ScheduleNotFoundError) {
+      note(`error: schedule '${err.scheduleId}' not found`);
+      return 2;
+    }
+    if (err instanceof WorkflowNotFoundError) {
+      note(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      note(`error: a run with this id is already running (${err.workflowId})`);
+      return 2;
+    }
+    note(`error: ${describeError(err)}`);
+    if (err instanceof Error && err.stack) note(err.stack);
+    return 1;
+  }
+}
