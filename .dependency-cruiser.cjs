@@ -117,8 +117,25 @@ module.exports = {
       comment:
         'lib/model, lib/data and lib/monitor are what training, evaluation, plans, reports and serving ' +
         'build on: they import none of those (a shared piece moves down, e.g. lib/model/anomaly-map-params).',
-      from: { path: '^lib/(model|data|monitor)/' },
-      to: { path: '^lib/(train|eval|pipeline|report|serve)/|^lib/registry\\.ts$' },
+      from: { path: '^lib/(model|data|monitor|backbone)/' },
+      to: { path: '^lib/(train|eval|pipeline|report|serve|infer|models|package)/|^lib/registry\\.ts$' },
+    },
+    {
+      name: 'model-kinds-below-scoring-and-packages',
+      severity: 'error',
+      comment:
+        'A model kind (lib/models/<kind>) builds on the foundations and the backbone; scoring (lib/infer), ' +
+        'packages (lib/package) and the steps build on the kinds, never the other way round.',
+      from: { path: '^lib/models/' },
+      to: { path: '^lib/(train|eval|pipeline|report|serve|infer|package)/|^lib/registry\\.ts$' },
+    },
+    {
+      name: 'scoring-below-steps',
+      severity: 'error',
+      comment:
+        'lib/infer (one scoring interface, one implementation per runtime) is used by steps and serving.',
+      from: { path: '^lib/infer/' },
+      to: { path: '^lib/(train|eval|pipeline|report|serve|package)/|^lib/registry\\.ts$' },
     },
     {
       name: 'lib-steps-below-report-and-serve',

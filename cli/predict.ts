@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
-import { loadModelPackage } from '../lib/model/package';
+import { loadModelPackage } from '../lib/package/package';
 import { collectInputs, predictFiles } from '../lib/serve/batch-predict';
 import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import type { ServedModel } from '../lib/serve/models';

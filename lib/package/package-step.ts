@@ -6,10 +6,10 @@
  */
 import { dirname, join } from 'node:path';
 import type { Calibration } from '../eval/calibration';
-import { PACKAGE_FILES, PACKAGE_FORMAT_VERSION, sealPackage } from '../model/package';
 import { readJson } from '../report/read-json';
 import type { JsonValue, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
+import { PACKAGE_FILES, PACKAGE_FORMAT_VERSION, sealPackage } from './package';
 
 /** Folder name of a package inside its step's folder (serve discovers `<category>/<step>/package`). */
 export const PACKAGE_DIR_NAME = 'package';

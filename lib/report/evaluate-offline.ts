@@ -4,7 +4,7 @@ import { preprocessStep } from '../data/preprocess-step';
 import { thresholdStep } from '../eval/threshold-step';
 import { validateStep } from '../eval/validate-step';
 import { MODEL_JSON } from '../model/io';
-import { PACKAGE_FILES, validateModelPackage } from '../model/package';
+import { PACKAGE_FILES, validateModelPackage } from '../package/package';
 import {
   type JsonValue,
   localHooks,

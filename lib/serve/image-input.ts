@@ -4,7 +4,7 @@
  * and the pixel count is checked from the header before anything is decoded (decompression bombs).
  */
 import sharp from 'sharp';
-import type { PreprocessSpec } from '../model/package';
+import type { PreprocessSpec } from '../package/package';
 import { bmpDimensions, decodeBmp } from './bmp';
 
 export type ImageFormat = 'png' | 'jpeg' | 'webp' | 'tiff' | 'bmp';

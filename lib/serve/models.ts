@@ -4,7 +4,12 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { type LoadedPackage, loadModelPackage, PACKAGE_FILES, validateModelPackage } from '../model/package';
+import {
+  type LoadedPackage,
+  loadModelPackage,
+  PACKAGE_FILES,
+  validateModelPackage,
+} from '../package/package';
 import { UserError } from '../util/errors';
 
 export interface ServedModel {

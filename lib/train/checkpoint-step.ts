@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { exportModelPackage, PACKAGE_FILES, PACKAGE_FORMAT_VERSION } from '../model/package';
+import { exportModelPackage, PACKAGE_FILES, PACKAGE_FORMAT_VERSION } from '../package/package';
 import { PACKAGE_DIR_NAME } from '../package/package-step';
 import type { JsonValue, StepContext, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';

@@ -16,9 +16,9 @@ import { withSyntheticDefects } from '../data/synthetic-defects';
 import type { CachedSplit } from '../data/tensor-cache';
 import type { LossFunction, LossTerm } from '../model/losses';
 import { createLoss } from '../model/losses';
-import { configHash } from '../model/package';
 import { buildUNetLite } from '../model/unet';
 import type { RunTracker } from '../monitor/tracker';
+import { configHash } from '../package/package';
 import { Rng } from '../util/rng';
 import {
   BEST_CHECKPOINT,

@@ -9,8 +9,8 @@ import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig, type TrainingConfig } from '../../lib/config/schema';
 import type { Calibration } from '../../lib/eval/calibration';
 import { saveModel } from '../../lib/model/io';
-import { exportModelPackage, sealPackage } from '../../lib/model/package';
 import { buildUNetLite } from '../../lib/model/unet';
+import { exportModelPackage, sealPackage } from '../../lib/package/package';
 
 export async function useWasm(): Promise<void> {
   if (tf.getBackend() !== 'wasm') await tf.setBackend('wasm');

@@ -22,6 +22,8 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { anomalyMapSchema, type TrainingConfig, trainingConfigSchema } from '../config/schema';
 import type { ScorableModel } from '../infer/scorable-model';
+import type { Calibration } from '../model/calibration';
+import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from '../model/io';
 import {
   loadPatchcore,
   PATCHCORE_JSON,
@@ -33,8 +35,6 @@ import type { JsonValue } from '../steps/contracts';
 import { sha256, sha256File, writeJsonAtomic } from '../util/atomic';
 import { UserError } from '../util/errors';
 import { jsonValueSchema as jsonValue } from '../util/json';
-import type { Calibration } from './calibration';
-import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from './io';
 
 export const PACKAGE_FORMAT = 'anomaly-spotter-model-package';
 /** Bump when a reader of the old version could misread the new layout. */
