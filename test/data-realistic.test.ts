@@ -10,6 +10,7 @@ import { buildRealBenchmark, TEST_FRACTION } from '../lib/data/realbench';
 import {
   MAX_AREA,
   MIN_AREA,
+  MIN_CONTRAST,
   MIN_DELTA,
   MIN_MEAN_DELTA,
   makeRealisticDefect,
@@ -58,6 +59,7 @@ describe('realistic defects', () => {
       expect(area).toBeLessThanOrEqual(MAX_AREA);
       expect(r.params.kind).toBe(kind);
       expect(r.params.meanDelta).toBeGreaterThanOrEqual(MIN_MEAN_DELTA);
+      expect(r.params.contrast).toBeGreaterThanOrEqual(MIN_CONTRAST[kind] - 0.01);
       const again = makeRealisticDefect(kind, clean, size, new Rng(seed), donor);
       expect(Buffer.from(again.image).equals(Buffer.from(r.image))).toBe(true);
       expect(Buffer.from(again.mask).equals(Buffer.from(r.mask))).toBe(true);

@@ -103,8 +103,8 @@ export const REAL_CATEGORIES: Record<string, RealCategorySpec> = {
     rotate: false,
   },
   wood: {
-    description: `weathered wooden planks, grain kept vertical (${UFOAI})`,
-    photos: [{ file: 'tex_material/wood003.png' }, { file: 'tex_material/s_wood003.png' }],
+    description: `wood: weathered grey planks and dark polished grain, grain kept vertical (${UFOAI})`,
+    photos: [{ file: 'tex_material/wood003.png' }, { file: 'tex_buildings/wizwood1_2.jpg' }],
     scale: 1,
     rotate: false,
   },

@@ -26,6 +26,19 @@ export const FAINT_STRENGTH = 0.6;
  * is redrawn (a careful human could not see it; not a fair test).
  */
 export const MIN_MEAN_DELTA = 6;
+/**
+ * Second visibility floor, relative to the texture: the defect's contrast (see DefectParams) must
+ * reach this, so that a 6-level change is not "a defect" on grass or gravel whose own grey levels
+ * vary by 40. Thin strokes need more than blobs, whose change is spread over an area.
+ */
+export const MIN_CONTRAST: Record<RealisticDefectKind, number> = {
+  crack: 1,
+  scratch: 1,
+  stain: 0.9,
+  oil: 0.9,
+  foreign: 0.6,
+  hole: 0.8,
+};
 
 export interface DefectParams {
   kind: RealisticDefectKind;
@@ -40,6 +53,11 @@ export interface DefectParams {
    * defect's bounding box (grown by 8 px). Below ~1 a defect hides in the texture's own variation.
    */
   contrast: number;
+  /**
+   * Whether both visibility floors were met; false where none of 100 draws reached them (thin strokes
+   * on busy textures such as gravel or brick) and the most visible draw was kept.
+   */
+  floorMet: boolean;
   /** Kind-specific draws (widths, opacities, colours), rounded for the dataset manifest. */
   detail: Record<string, number | string>;
 }
@@ -225,7 +243,7 @@ function draftDefect(
 ): Draft {
   const n = size * size;
   if (kind === 'crack') {
-    const hw = rng.uniform(0.45, 1.1);
+    const hw = rng.uniform(0.45, 1.3);
     const length = rng.uniform(0.25, 0.55) * size;
     const main = walk(
       rng,
@@ -248,7 +266,7 @@ function draftDefect(
       const s = strokeShape(p, size);
       for (let i = 0; i < n; i++) shape[i] = Math.max(shape[i], s[i]);
     }
-    const depth = rng.uniform(0.3, 0.6) * strength;
+    const depth = rng.uniform(0.3, 0.75) * strength;
     return {
       shape: blur3(shape, size),
       opacity: 1,
@@ -278,7 +296,7 @@ function draftDefect(
       pts.push({ x: bx, y: by, hw: hw * (0.35 + 0.65 * Math.sin(Math.PI * t)) });
     }
     const lighter = rng.next() < 0.6;
-    const amp = rng.uniform(0.12, 0.3) * strength;
+    const amp = rng.uniform(0.12, 0.45) * strength;
     return {
       shape: blur3(strokeShape(pts, size), size),
       opacity: 1,
@@ -309,7 +327,7 @@ function draftDefect(
       ['rust', [0.75, 0.45, 0.3]],
       ['water', [0.8, 0.8, 0.8]],
       ['yellowing', [0.95, 0.85, 0.55]],
-      ['deposit', [1.35, 1.35, 1.3]],
+      ['deposit', [0.85, 0.84, 0.8]],
     ];
     const [name, tint] = palette[rng.int(palette.length)];
     const opacity = rng.uniform(0.15, 0.5) * strength;
@@ -319,11 +337,11 @@ function draftDefect(
     return {
       shape,
       opacity,
-      appearance: (i, c) => [
-        clamp01(c[i * 3] * tint[0]),
-        clamp01(c[i * 3 + 1] * tint[1]),
-        clamp01(c[i * 3 + 2] * tint[2]),
-      ],
+      // Dyes absorb (multiplicative tint); a whitish deposit is a veil (towards its colour).
+      appearance: (i, c) =>
+        name === 'deposit'
+          ? ([0, 1, 2].map((k) => c[i * 3 + k] + (tint[k] - c[i * 3 + k]) * 0.7) as [number, number, number])
+          : [clamp01(c[i * 3] * tint[0]), clamp01(c[i * 3 + 1] * tint[1]), clamp01(c[i * 3 + 2] * tint[2])],
       detail: { colour: name, opacity: r3(opacity), radiusPx: r3(radius), ring: ring ? 1 : 0 },
     };
   }
@@ -517,24 +535,39 @@ export function makeRealisticDefect(
     throw new Error(`expected ${size}x${size}x3 bytes, got ${clean.length}`);
   const cleanF = Float32Array.from(clean, (v) => v / 255);
   const foreignF = foreign ? Float32Array.from(foreign, (v) => v / 255) : null;
-  for (let attempt = 0; attempt < 50; attempt++) {
+  // Best in-range draw so far, should none reach the visibility floors (very dark or busy crops).
+  type Cand = { r: ReturnType<typeof render>; draft: Draft; strength: number; contrast: number };
+  let best: Cand | null = null;
+  const result = (b: Cand, floorMet: boolean): DefectResult => ({
+    image: b.r.image,
+    mask: b.r.mask,
+    params: {
+      kind,
+      strength: b.strength,
+      area: r3(b.r.area * 100) / 100,
+      meanDelta: Math.round(b.r.meanDelta * 10) / 10,
+      contrast: Math.round(b.contrast * 100) / 100,
+      floorMet,
+      detail: { ...b.draft.detail, ...(b.draft.opacity < 1 ? { opacity: r3(b.draft.opacity) } : {}) },
+    },
+  });
+  for (let attempt = 0; attempt < 100; attempt++) {
     const strength = rng.next() < FAINT_PROBABILITY ? FAINT_STRENGTH : 1;
     const draft = draftDefect(kind, rng, size, strength, foreignF);
-    const r = render(draft, clean, cleanF, size);
-    if (r.area < MIN_AREA || r.area > MAX_AREA || r.meanDelta < MIN_MEAN_DELTA) continue;
-    return {
-      image: r.image,
-      mask: r.mask,
-      params: {
-        kind,
-        strength,
-        area: r3(r.area * 100) / 100,
-        meanDelta: Math.round(r.meanDelta * 10) / 10,
-        contrast: Math.round((r.meanDelta / Math.max(1, localStd(cleanF, r.mask, size))) * 100) / 100,
-        detail: draft.detail,
-      },
-    };
+    let r = render(draft, clean, cleanF, size);
+    if (r.area < MIN_AREA || r.area > MAX_AREA) continue;
+    const std = Math.max(1, localStd(cleanF, r.mask, size));
+    const need = Math.max(MIN_MEAN_DELTA, MIN_CONTRAST[kind] * std);
+    // Too faint to see: raise the opacity (up to 1) to reach the floor, keeping the shape.
+    for (let k = 0; k < 3 && r.meanDelta < need && draft.opacity < 1; k++) {
+      draft.opacity = Math.min(1, (draft.opacity * 1.15 * need) / Math.max(0.5, r.meanDelta));
+      r = render(draft, clean, cleanF, size);
+    }
+    const cand = { r, draft, strength, contrast: r.meanDelta / std };
+    if (r.meanDelta >= need) return result(cand, true);
+    if (!best || cand.contrast > best.contrast) best = cand;
   }
+  if (best) return result(best, false);
   throw new Error(
     `could not draw a ${kind} defect of ${MIN_AREA * 100}-${MAX_AREA * 100}% area at ${size} px`,
   );
