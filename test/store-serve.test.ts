@@ -3,6 +3,7 @@
  * (SeaweedFS) are mirrored through the verified cache and served; only the newest calibrated
  * package per category is downloaded; a tampered object is refused.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,9 +13,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelPackage } from '../lib/model/package';
 import { mirrorRemoteModels, resolveModelsSource } from '../lib/serve/remote-models';
 import { startServer } from '../lib/serve/start';
-import { publishDir, S3Store, StoreError } from '../lib/store';
+import { StoreError } from '../lib/store';
 import { startS3Server, type TestS3Server } from './support/s3-server';
 import { makeTinyPackage, useWasm } from './support/tiny-package';
+
+const repo = join(import.meta.dirname, '..');
+const storeCli = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', join(repo, 'cli', 'store.ts'), ...args], {
+    cwd: repo,
+    encoding: 'utf8',
+    env: process.env,
+    timeout: 60_000,
+  });
 
 let s3: TestS3Server;
 let root: string;
@@ -36,15 +46,11 @@ beforeAll(async () => {
     for (const cat of ['widget', 'gadget'])
       await rm(join(runs, 'demo', run, cat, 'checkpoint', 'package.model'), { recursive: true, force: true });
   await writeFile(join(runs, 'demo', 'r3', 'widget', 'notes.txt'), 'not part of a package');
-  const store = new S3Store({
-    bucket: 'models',
-    prefix: 'runs',
-    endpoint: s3.endpoint,
-    credentials: s3.credentials,
-  });
-  await publishDir(store, runs, '');
-  await store.close();
   Object.assign(process.env, s3.env(), { ANOMALY_SPOTTER_CACHE_DIR: join(root, 'cache') });
+  // uploaded with the CLI (`npm run store -- publish <dir> <url>`), settings from the AWS_* variables
+  const r = storeCli(['publish', runs, 's3://models/runs']);
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/published \d+ files \(\d+ bytes\) to s3:\/\/models\/runs/);
 });
 
 afterAll(async () => {
@@ -96,6 +102,19 @@ describe('model packages from S3', () => {
     expect(pkg.metadata).toMatchObject({ category: 'gadget', runId: 'r2' });
     pkg.model.dispose();
     expect(await resolveModelsSource(join(root, 'runs'))).toBe(join(root, 'runs')); // local paths as is
+  });
+
+  it('npm run store -- ls / fetch: lists and fetches a published folder; errors exit 2', () => {
+    const ls = storeCli(['ls', 's3://models/runs', 'demo/r2/']);
+    expect(ls.status, ls.stderr).toBe(0);
+    expect(ls.stdout).toMatch(/^\s+\d+ {2}demo\/r2\/gadget\/checkpoint\/package\/manifest\.json$/m);
+    const dest = join(root, 'fetched');
+    const fetched = storeCli(['fetch', 's3://models/runs', dest]);
+    expect(fetched.status, fetched.stderr).toBe(0);
+    expect(readdirSync(join(dest, 'demo')).sort()).toEqual(['r1', 'r2', 'r3', 'r4']);
+    const missing = storeCli(['fetch', 's3://no-such-bucket/x', join(root, 'nope')]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/bucket 'no-such-bucket' does not exist/);
   });
 
   it('refuses a package whose object was tampered with in the bucket', async () => {

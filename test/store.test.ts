@@ -165,6 +165,12 @@ describe.each(impls)('ArtifactStore contract: $name', (impl) => {
     expect(err.retryable).toBe(false);
     expect(existsSync(dest)).toBe(false);
     expect((await rejection(store.getBytes('no/such/key'))).code).toBe('NOT_FOUND');
+    // a missing source file is named as such, not as a missing object
+    const src = join(tmp, `no-such-source-${n}`);
+    const e2 = await rejection(store.putFile('k', src));
+    expect(e2.code).toBe('IO');
+    expect(e2.message).toContain(src);
+    expect(await store.exists('k')).toBe(false);
   });
 
   it('rejects keys that escape the root', async () => {

@@ -100,6 +100,14 @@ export class LocalStore implements ArtifactStore {
   }
 
   async putFile(key: string, path: string, opts: PutOptions = {}): Promise<PutResult> {
+    // A missing or unreadable source is the caller's file, not a missing object: name it.
+    const st = await stat(path).catch((err: unknown) => {
+      throw new StoreError('IO', path, `${path}: cannot read the file to store as ${this.describe(key)}`, {
+        cause: err,
+      });
+    });
+    if (!st.isFile())
+      throw new StoreError('IO', path, `${path}: not a file (cannot store it as ${this.describe(key)})`);
     return this.putStream(key, createReadStream(path), opts);
   }
 

@@ -47,13 +47,25 @@ async function listFiles(root: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Runs `fn` over `items` with at most `limit` at a time. */
+/**
+ * Runs `fn` over `items` with at most `limit` at a time. After a failure no new item starts, and
+ * the first error is thrown only once the running ones have settled (so that the caller's cleanup
+ * does not race with writes still in flight).
+ */
 async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failure: { err: unknown } | null = null;
   const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
+    while (!failure && next < items.length) {
+      try {
+        await fn(items[next++]);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw (failure as { err: unknown }).err;
 }
 
 export interface PublishOptions {
@@ -145,8 +157,9 @@ export interface FetchOptions {
 
 /**
  * Downloads a published folder into `localDir`, verifying every file against the manifest. The
- * files land in a sibling staging folder first, which then replaces `localDir` (so `localDir` is
- * either the old folder or the complete new one).
+ * files land in a sibling staging folder first, which then replaces `localDir` by two renames: a
+ * reader sees the old folder, the complete new one, or (for an instant) none, never a partial one;
+ * a failed fetch leaves the old folder as it was.
  */
 export async function fetchDir(
   store: ArtifactStore,
