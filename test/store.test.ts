@@ -242,6 +242,33 @@ describe.each(impls)('ArtifactStore contract: $name', (impl) => {
     }
   });
 
+  it('an aborted upload (AbortSignal, e.g. activity cancellation) leaves no visible object', async () => {
+    const store = fresh();
+    const ac = new AbortController();
+    let sent = 0;
+    const slow = new Readable({
+      read() {
+        sent += MIB;
+        this.push(Buffer.alloc(MIB, 1));
+        if (sent === 6 * MIB) setTimeout(() => ac.abort(new Error('cancelled')), 20); // part 1 is out
+      },
+    });
+    const err = await rejection(store.putStream('ckpt/aborted.bin', slow, { signal: ac.signal }));
+    expect(err.code).toBe('ABORTED');
+    expect(err.message).toContain(store.describe('ckpt/aborted.bin'));
+    expect(await store.exists('ckpt/aborted.bin')).toBe(false);
+    const pre = new AbortController();
+    pre.abort();
+    expect((await rejection(store.putBytes('ckpt/never', 'x', { signal: pre.signal }))).code).toBe('ABORTED');
+    expect(await store.list('ckpt/')).toEqual([]);
+    if (store instanceof S3Store) {
+      const up = await s3.client.send(
+        new ListMultipartUploadsCommand({ Bucket: store.bucket, Prefix: `${store.prefix}/` }),
+      );
+      expect(up.Uploads ?? []).toEqual([]);
+    }
+  });
+
   it('a large file goes up (multipart on S3) and comes back verified', async () => {
     const store = fresh();
     const big = Buffer.alloc(11 * MIB);

@@ -12,6 +12,7 @@ export type StoreErrorCode =
   | 'INVALID_URL'
   | 'INVALID_KEY'
   | 'INVALID_MANIFEST'
+  | 'ABORTED'
   | 'IO';
 
 const RETRYABLE: ReadonlySet<StoreErrorCode> = new Set(['UNREACHABLE', 'IO']);

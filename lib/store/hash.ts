@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
-import { checksumMismatch } from './errors';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { checksumMismatch, StoreError } from './errors';
 
 /**
  * A pass-through that hashes what flows by. With `expected`, it fails the stream at its end when
@@ -37,3 +37,21 @@ export class HashingStream extends Transform {
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * Fails `body` with an ABORTED StoreError when `signal` fires (the writer downstream then discards
+ * its temp file / aborts its multipart upload). Returns a function that detaches the listener.
+ */
+export function abortOnSignal(body: Readable, signal: AbortSignal | undefined, location: string): () => void {
+  if (!signal) return () => {};
+  const abort = () =>
+    body.destroy(
+      new StoreError('ABORTED', location, `${location}: upload aborted`, { cause: signal.reason }),
+    );
+  if (signal.aborted) {
+    abort();
+    return () => {};
+  }
+  signal.addEventListener('abort', abort, { once: true });
+  return () => signal.removeEventListener('abort', abort);
+}

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { sha256, sha256File } from '../util/atomic';
 import { checksumMismatch, StoreError } from './errors';
-import { HashingStream } from './hash';
+import { abortOnSignal, HashingStream } from './hash';
 import { checkKey, TEMP_PREFIX } from './keys';
 import type { ArtifactStore, GetOptions, ObjectInfo, PutOptions, PutResult } from './types';
 
@@ -91,11 +91,14 @@ export class LocalStore implements ArtifactStore {
 
   async putStream(key: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     const dest = this.path(key);
+    const detach = abortOnSignal(body, opts.signal, this.describe(key));
     try {
       const r = await streamToFileAtomic(body, dest, opts.sha256, this.describe(key), 'content being stored');
       return { ...r, key };
     } catch (err) {
       this.wrap(err, key, 'writing');
+    } finally {
+      detach();
     }
   }
 

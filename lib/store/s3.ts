@@ -22,7 +22,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { sha256, sha256File } from '../util/atomic';
 import { checksumMismatch, StoreError } from './errors';
-import { HashingStream, SHA256_HEX } from './hash';
+import { abortOnSignal, HashingStream, SHA256_HEX } from './hash';
 import { checkKey, joinKey } from './keys';
 import { streamToFileAtomic } from './local';
 import type { ArtifactStore, GetOptions, ObjectInfo, PutOptions, PutResult } from './types';
@@ -184,6 +184,7 @@ export class S3Store implements ArtifactStore {
     // upload is aborted before it completes (nothing visible).
     const hasher = new HashingStream(opts.sha256, this.describe(key), 'content being stored');
     body.once('error', (err) => hasher.destroy(err));
+    const detach = abortOnSignal(body, opts.signal, this.describe(key));
     body.pipe(hasher);
     const upload = new Upload({
       client: this.client,
@@ -203,6 +204,8 @@ export class S3Store implements ArtifactStore {
     } catch (err) {
       body.destroy();
       this.fail(err, key, 'upload');
+    } finally {
+      detach();
     }
     return { key, sha256: hasher.digest!, bytes: hasher.bytes };
   }

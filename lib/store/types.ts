@@ -15,6 +15,8 @@ export interface PutOptions {
    */
   sha256?: string;
   contentType?: string;
+  /** Aborts the upload (e.g. on activity cancellation): it rejects with ABORTED and nothing becomes visible. */
+  signal?: AbortSignal;
 }
 
 export interface PutResult {
