@@ -12,12 +12,16 @@ import { collectInputs, predictFiles } from '../lib/serve/batch-predict';
 import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import type { ServedModel } from '../lib/serve/models';
 import { loadDefaultScorer } from '../lib/serve/predictor';
+import { resolveModelsSource } from '../lib/serve/remote-models';
 import { positiveInt } from '../lib/util/cli-args';
 import { describeError, isUserError } from '../lib/util/errors';
 
 const program = new Command('predict')
   .description('Score images with a model package; writes predictions.csv, predictions.json and overlay PNGs')
-  .requiredOption('--model <dir>', 'model package folder (runs/<pipeline>/<run>/<category>/package/package)')
+  .requiredOption(
+    '--model <dir>',
+    'model package folder (runs/<pipeline>/<run>/<category>/package/package), or its s3://bucket/prefix',
+  )
   .requiredOption('--input <paths...>', 'image files and/or folders (searched recursively)')
   .option('--out <dir>', 'output folder', 'predictions')
   .option('--overlay-size <px>', 'longest side of the overlay PNGs', positiveInt, 512)
@@ -46,7 +50,7 @@ const opts = program.opts<{
 
 async function main(): Promise<number> {
   await selectBackend(opts.backend, 'infer');
-  const pkg = await loadModelPackage(resolve(opts.model));
+  const pkg = await loadModelPackage(resolve(await resolveModelsSource(opts.model)));
   const model: ServedModel = {
     category: pkg.metadata.category,
     pkg: pkg as ServedModel['pkg'],

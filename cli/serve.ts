@@ -1,5 +1,5 @@
 /**
- * `npm run serve -- --models <package dir | runs dir> [--port 8080 --host 127.0.0.1 --token T --max-body-mb 10 --engine tfjs|onnx]`
+ * `npm run serve -- --models <package dir | runs dir | s3://bucket/prefix> [--port 8080 --host 127.0.0.1 --token T --max-body-mb 10 --engine tfjs|onnx]`
  * Serves the prediction API, the web page (/) and the loaded runs' reports (/reports/).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -28,7 +28,7 @@ const program = new Command('serve')
   )
   .requiredOption(
     '--models <dir>',
-    'a model package folder, or a runs folder (serves the newest run per category)',
+    'a model package folder, or a runs folder (serves the newest run per category); or s3://bucket/prefix of either (fetched through the local cache, $ANOMALY_SPOTTER_CACHE_DIR)',
   )
   .option('--port <port>', 'port to listen on (0: any free port)', port, 8080)
   .option('--host <host>', 'interface to bind (0.0.0.0 to serve the network; set --token then)', '127.0.0.1')

@@ -6,9 +6,10 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildServer, type ServeOptions } from './app';
 import { createEngineScorer, type InferenceEngine } from './engine';
 import { loadServedModels, type ServedModel, type SkippedPackage } from './models';
+import { resolveModelsSource } from './remote-models';
 
 export interface StartOptions extends Omit<ServeOptions, 'models'> {
-  /** A package folder or a runs folder (see loadServedModels). */
+  /** A package folder or a runs folder (see loadServedModels), or an s3:// URL of either (see remote-models). */
   models: string;
   host?: string;
   /** 0: any free port. */
@@ -30,7 +31,7 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
-  const { models, skipped } = await loadServedModels(opts.models);
+  const { models, skipped } = await loadServedModels(await resolveModelsSource(opts.models));
   const engine = opts.scorer
     ? { engine: 'tfjs' as const, fallbackReason: undefined, release: async () => {} }
     : await createEngineScorer(opts.engine ?? 'tfjs', models, { threads: opts.engineThreads });
