@@ -71,6 +71,8 @@ interface PlanFlags {
   imageSize?: number;
   lr?: number;
   seed?: number;
+  /** training.device: auto | cpu | cuda | webgpu. */
+  device?: 'auto' | 'cpu' | 'cuda' | 'webgpu';
   /** Repeatable `--set key=value` training overrides (see docs/CONFIG.md). */
   set?: string[];
 }
@@ -98,6 +100,12 @@ function addPlanOptions(cmd: Command): Command {
       if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
       return Number(v);
     })
+    .addOption(
+      new Option(
+        '--device <name>',
+        'override training.device: ONNX Runtime execution provider of training and scoring (auto: cuda, then webgpu, else cpu)',
+      ).choices(['auto', 'cpu', 'cuda', 'webgpu']),
+    )
     .option(
       '--set <key=value>',
       'override any training setting, e.g. --set epochs=3 --set model.widths=[8,16] (repeatable; --epochs etc. win over --set)',

@@ -35,6 +35,12 @@ const program = new Command('train')
     new Option('--engine <name>', 'training engine (docs/CONFIG.md)').choices(['auto', 'onnx', 'tfjs']),
   )
   .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt)
+  .addOption(
+    new Option(
+      '--device <name>',
+      'ONNX Runtime execution provider (auto: cuda, then webgpu, else cpu; default: training.device, $ANOMALY_SPOTTER_DEVICE)',
+    ).choices(['auto', 'cpu', 'cuda', 'webgpu']),
+  )
   .parse();
 
 const opts = program.opts<{
@@ -49,6 +55,7 @@ const opts = program.opts<{
   backend?: TrainingConfig['backend'];
   engine?: TrainingConfig['engine'];
   threads?: number;
+  device?: TrainingConfig['device'];
 }>();
 
 async function loadConfig(): Promise<TrainingConfig> {
@@ -59,6 +66,7 @@ async function loadConfig(): Promise<TrainingConfig> {
   if (opts.backend) overrides.backend = opts.backend;
   if (opts.engine) overrides.engine = opts.engine;
   if (opts.threads) overrides.threads = opts.threads;
+  if (opts.device) overrides.device = opts.device;
   return loadTrainingConfig({ configDir: opts.configDir, category: opts.category, overrides });
 }
 
@@ -131,6 +139,7 @@ async function main(): Promise<number> {
     console.log(
       `trained ${opts.category}: ${result.summary.epochsRun} epochs, best epoch ${result.summary.bestEpoch} ` +
         `(val loss ${Number(result.summary.bestValLoss).toFixed(5)}), engine ${result.summary.engine}, ` +
+        `${result.summary.executionProvider ? `execution provider ${result.summary.executionProvider}, ` : ''}` +
         `tfjs backend ${result.summary.backend}, ${Number(result.summary.imagesPerSec).toFixed(1)} img/s\n` +
         `best model: ${best ? join(runDir, best.path) : '(none)'}`,
     );

@@ -16,6 +16,8 @@ export interface TrainingOverrideFlags {
   imageSize?: number;
   lr?: number;
   seed?: number;
+  /** `--device`: training.device (ONNX Runtime execution provider of training and scoring). */
+  device?: TrainingConfig['device'];
 }
 
 /**
@@ -33,6 +35,7 @@ export function trainingOverridesFromFlags(
     ...(flags.batchSize !== undefined ? { batch_size: flags.batchSize } : {}),
     ...(flags.imageSize !== undefined ? { image_size: flags.imageSize } : {}),
     ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+    ...(flags.device !== undefined ? { device: flags.device } : {}),
     ...(flags.lr !== undefined ? { optimizer: { lr: flags.lr } } : {}),
   };
   const merged = deepMerge(fromSet, named) as DeepPartial<TrainingConfig>;

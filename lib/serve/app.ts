@@ -38,6 +38,15 @@ export interface ServeOptions {
   scorer?: Scorer;
   /** A pino logger instance, or false to stay quiet (tests). */
   logger?: FastifyBaseLogger | boolean;
+  /** What scores requests (engine, execution provider, threads, fallbacks): shown by /healthz. */
+  engineInfo?: EngineInfo;
+}
+
+/** The inference engine as /healthz reports it. */
+export interface EngineInfo {
+  name: 'tfjs' | 'onnx';
+  executionProvider?: string;
+  [key: string]: string | number | boolean | null | undefined;
 }
 
 export interface ImageResult {
@@ -306,7 +315,10 @@ export async function buildServer(
   });
   app.get('/v1/models', async () => ({ models: opts.models.map(modelInfo) }));
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', async () => ({
+    status: 'ok',
+    ...(opts.engineInfo ? { engine: opts.engineInfo } : {}),
+  }));
   app.get('/readyz', async (_req, reply) => {
     const ready = !shuttingDown && models.size > 0;
     const body = {

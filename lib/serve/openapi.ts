@@ -120,7 +120,12 @@ export function buildOpenApi(opts: { maxBodyMb: number; maxFiles: number; auth: 
         },
       },
       '/healthz': {
-        get: { summary: 'Liveness', security: [], responses: { '200': { description: 'Alive' } } },
+        get: {
+          summary:
+            'Liveness; `engine`: what scores requests (engine, ONNX Runtime execution provider, threads, fallbacks)',
+          security: [],
+          responses: { '200': { description: 'Alive' } },
+        },
       },
       '/readyz': {
         get: {
