@@ -6,8 +6,8 @@
  * all training processes (ANOMALY_SPOTTER_TRAIN_THREADS: ONNX Runtime's intra-op threads).
  *
  * WebGPU: ONNX Runtime's Node binding exposes no adapter index; Dawn takes the first (high-performance)
- * Vulkan adapter, which CUDA_VISIBLE_DEVICES does not filter. On a multi-GPU host pin WebGPU children
- * with the Vulkan loader's device filters instead (docs/CONFIG.md), or use device: cuda.
+ * Vulkan adapter, which CUDA_VISIBLE_DEVICES does not filter: WebGPU children are not pinned by --gpus
+ * (docs/CONFIG.md); use device: cuda on multi-GPU hosts.
  */
 import { GPU_INDEX_ENV } from '../lib/onnx/execution-provider';
 import { TRAIN_THREADS_ENV } from '../lib/train/engine';

@@ -155,10 +155,15 @@ export const defaultProbe: Probe = async (ort, provider, deviceId) => {
       logSeverityLevel: 4,
     });
   } catch (err) {
-    const missing = provider === 'cuda' ? missingCudaProviderLibraries() : [];
-    if (missing.length === 0) throw err;
+    if (provider !== 'cuda') throw err;
     const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`${msg}: ${missing.join(' and ')} not found in ${ortBinaryDir()}`);
+    const missing = missingCudaProviderLibraries();
+    if (missing.length > 0)
+      throw new Error(`${msg}: ${missing.join(' and ')} not found in ${ortBinaryDir()}`);
+    // The provider libraries are there: what fails is usually a CUDA library they link or open.
+    throw new Error(
+      `${msg} (the CUDA provider libraries are installed; CUDA 13 / cuDNN 9 libraries missing from LD_LIBRARY_PATH, or no usable GPU? scripts/install-cuda-provider.sh --check says which)`,
+    );
   }
   try {
     const x = Float32Array.from({ length: 16 }, (_, i) => i - 8);
