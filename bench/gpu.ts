@@ -81,6 +81,7 @@ const cfg: TrainingConfig = trainingConfigSchema.parse({
 });
 
 let images: Float32Array = new Float32Array(0);
+let model: tf.LayersModel | undefined;
 
 async function timeIt(n: number, f: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
@@ -93,7 +94,9 @@ async function measure(provider: ExecutionProviderName, cpuLoss: number | undefi
   const probe = await probeProvider(await import('onnxruntime-node'), provider, 0);
   if (!probe.ok) return { runtime, provider, status: 'unavailable', note: tail(probe.error ?? '', 160) };
   const ep = await resolveExecutionProvider(provider, { env: {} });
-  const model = buildUNetLite({ imageSize: size, widths, seed: 0 });
+  // One model for every provider: each engine copies its initial weights (syncFromModel) and never
+  // writes them back, so all providers start from the same weights.
+  model ??= buildUNetLite({ imageSize: size, widths, seed: 0 });
   const engine = await OnnxTrainEngine.create(
     model,
     createOptimizer(cfg),
@@ -126,7 +129,6 @@ async function measure(provider: ExecutionProviderName, cpuLoss: number | undefi
     };
   } finally {
     await engine.release();
-    model.dispose();
   }
 }
 

@@ -53,15 +53,19 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 "$WORK/node" --version
 nproc
 
-# Vulkan loader for Dawn (WebGPU), unpacked privately.
-DEB=$(ls "$CARRY"/libvulkan1_*.deb 2>/dev/null | head -1)
-if [ -n "$DEB" ]; then
-  dpkg-deb -x "$DEB" "$WORK/vk" 2>/dev/null || dpkg -x "$DEB" "$WORK/vk"
-  VKLIB=$(dirname "$(find "$WORK/vk" -name 'libvulkan.so.1' | head -1)")
+# Vulkan loader (+ GL dispatch libraries) for Dawn (WebGPU), unpacked privately, not into /.
+for deb in "$CARRY"/*.deb; do
+  [ -f "$deb" ] && { dpkg-deb -x "$deb" "$WORK/vk" 2>/dev/null || dpkg -x "$deb" "$WORK/vk"; }
+done
+VKSO=$(find "$WORK/vk" -name 'libvulkan.so.1' 2>/dev/null | head -1)
+if [ -n "$VKSO" ]; then
+  VKLIB=$(dirname "$VKSO")
   export LD_LIBRARY_PATH="$VKLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  echo "vulkan loader: $VKLIB"
+  echo "vulkan loader: $VKLIB ($(ls "$CARRY"/*.deb | xargs -n1 basename | tr '\n' ' '))"
+elif ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; then
+  echo "vulkan loader: the system's"
 else
-  echo "vulkan loader: not carried (WebGPU will not initialise)"
+  echo "vulkan loader: not carried and not installed (WebGPU will not initialise)"
 fi
 if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
   for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do

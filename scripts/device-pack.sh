@@ -7,7 +7,8 @@
 #                           CPU and WebGPU providers) and onnxruntime-common
 #   bench-gpu.mjs.xz        bench/gpu.ts bundled by esbuild (onnxruntime-node external)
 #   torch_gpu_reference.py  the PyTorch peer
-#   libvulkan1_*.deb        the Vulkan loader (apt-get download), for WebGPU (Dawn over Vulkan)
+#   libvulkan1_*.deb        the Vulkan loader (apt-get download), for WebGPU (Dawn over Vulkan), and
+#   lib{glvnd0,glx0,egl1}_*.deb  GL vendor-neutral dispatch libraries NVIDIA's Vulkan ICD may need
 #   cuda.tar.xz             only with --cuda-provider DIR: libonnxruntime_providers_{shared,cuda}.so
 #                           (scripts/install-cuda-provider.sh); 1.30's CUDA provider is ~210 MB of
 #                           already-compressed GPU code, so it does NOT fit with the rest (see the docs)
@@ -73,12 +74,15 @@ node_modules/.bin/esbuild bench/gpu.ts --bundle --platform=node --format=esm --t
 cached_xz "$STAGE/bench-gpu.mjs" "$OUT/bench-gpu.mjs.xz"
 cp bench/torch_gpu_reference.py "$OUT/"
 
-# 4. The Vulkan loader (the GPU machine has the NVIDIA Vulkan driver but no loader).
-if ! ls "$CACHE"/libvulkan1_*_amd64.deb >/dev/null 2>&1; then
-  (cd "$CACHE" && apt-get download libvulkan1:amd64 >/dev/null) ||
-    echo "warning: apt-get download libvulkan1 failed: WebGPU will not initialise on the GPU machine" >&2
-fi
-cp "$CACHE"/libvulkan1_*_amd64.deb "$OUT/" 2>/dev/null || true
+# 4. The Vulkan loader (the GPU machine has the NVIDIA Vulkan driver but no loader), and the GL vendor
+#    dispatch libraries NVIDIA's ICD library (libGLX_nvidia) may link (the device README's loader list).
+for pkg in libvulkan1 libglvnd0 libglx0 libegl1; do
+  if ! ls "$CACHE/${pkg}"_*_amd64.deb >/dev/null 2>&1; then
+    (cd "$CACHE" && apt-get download "$pkg:amd64" >/dev/null 2>&1) ||
+      echo "warning: apt-get download $pkg failed${pkg/libvulkan1/: WebGPU will not initialise on the GPU machine}" >&2
+  fi
+  cp "$CACHE/${pkg}"_*_amd64.deb "$OUT/" 2>/dev/null || true
+done
 
 # 5. Optionally the CUDA provider.
 if [ -n "$CUDA_DIR" ]; then
