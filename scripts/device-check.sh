@@ -9,7 +9,7 @@
 #   3. runs bench/gpu.ts: training steps and inference on each ONNX Runtime execution provider
 #      (cpu, webgpu, cuda: those that initialise; the reason for any other), plus PyTorch on CUDA as
 #      the peer, and prints one table (also $OUT/table.md, $OUT/bench.json, $OUT/device-check.log).
-# One run takes 2-4 minutes (bounded at 7 by timeouts). Usage: bash scripts/device-check.sh [--steps N]
+# One run takes 1-3 minutes (bounded at about 5.5 by timeouts). Usage: bash scripts/device-check.sh [--steps N]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS=20
@@ -90,7 +90,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 
 step "benchmark: ONNX Runtime providers (cpu, webgpu, cuda) and PyTorch CUDA"
 cd "$WORK"
-timeout 400 ./node bench-gpu.mjs --providers cpu,webgpu,cuda --steps "$STEPS" --cpu-steps 3 \
+timeout 300 ./node bench-gpu.mjs --providers cpu,webgpu,cuda --steps "$STEPS" --cpu-steps 3 \
   --threads "$(nproc)" --torch-script torch_gpu_reference.py --torch-device cuda \
   --json "$RESULTS/bench.json" >"$RESULTS/table.md"
 RC=$?

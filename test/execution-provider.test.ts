@@ -7,9 +7,11 @@
 import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { trainingConfigSchema } from '../lib/config/schema';
+import { anomalyMapSchema, trainingConfigSchema } from '../lib/config/schema';
 import { inferenceEngineLabel, latencyStats } from '../lib/eval/scores-file';
+import { createScoringEngine } from '../lib/eval/scoring-engine';
 import { ortSessionOptions } from '../lib/model/onnx-session';
+import { buildUNetLite } from '../lib/model/unet';
 import {
   CUDA_DEVICE_ID_ENV,
   DEVICE_ENV,
@@ -23,6 +25,7 @@ import {
   resolveExecutionProvider,
 } from '../lib/onnx/execution-provider';
 import { trainingFacts } from '../lib/report/targets';
+import { buildServer } from '../lib/serve/app';
 import { trainWorkerSlots } from '../temporal/train-slots';
 
 afterEach(() => resetProviderProbes());
@@ -196,5 +199,65 @@ describe('reports show what ran', () => {
       gpu: '1',
     });
     expect(inferenceEngineLabel(cuda)).toBe('onnx (ONNX Runtime CUDA device 0, host GPU 1, 2 CPU threads)');
+  });
+});
+
+describe('scoring on the configured device', () => {
+  it('records the execution provider (and why auto fell back); an explicit GPU device never falls back to tfjs', async () => {
+    const model = buildUNetLite({ imageSize: 16, widths: [4], seed: 1 });
+    const targets = [{ model, anomalyMap: anomalyMapSchema.parse({}) }];
+    try {
+      const e = await createScoringEngine('auto', targets, { device: 'auto', threads: 1 });
+      expect(e.engine).toBe('onnx');
+      const ep = e.executionProvider;
+      expect(ep).toBeDefined();
+      if (ep?.provider === 'cpu' && ep.requested === 'auto')
+        expect(ep.fallbackReason).toMatch(/^auto: cuda unavailable/);
+      const scored = await e.score(
+        model,
+        new Float32Array(16 * 16 * 3).fill(0.5),
+        1,
+        16,
+        targets[0].anomalyMap,
+        1,
+      );
+      expect(scored.scores).toHaveLength(1);
+      await e.release();
+      const cpu = await createScoringEngine('onnx', targets, { device: 'cpu', threads: 1 });
+      expect(cpu.executionProvider).toMatchObject({ provider: 'cpu', requested: 'cpu', attempts: [] });
+      await cpu.release();
+      if (!(await probeProvider(ort, 'cuda', 0)).ok)
+        await expect(createScoringEngine('auto', targets, { device: 'cuda' })).rejects.toThrow(
+          /device: cuda, but/,
+        );
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('/healthz names the engine and execution provider when the server knows them', async () => {
+    const { app } = await buildServer({
+      models: [],
+      logger: false,
+      engineInfo: {
+        name: 'onnx',
+        executionProvider: 'cpu',
+        threads: 2,
+        deviceFallback: 'auto: cuda unavailable (x)',
+      },
+    });
+    try {
+      expect((await app.inject('/healthz')).json()).toEqual({
+        status: 'ok',
+        engine: {
+          name: 'onnx',
+          executionProvider: 'cpu',
+          threads: 2,
+          deviceFallback: 'auto: cuda unavailable (x)',
+        },
+      });
+    } finally {
+      await app.close();
+    }
   });
 });
