@@ -103,6 +103,8 @@ describe('provider selection (fake probes)', () => {
   it('ANOMALY_SPOTTER_DEVICE is the host default for auto; the CUDA device id and host GPU are recorded', async () => {
     expect(effectiveDevice('auto', { [DEVICE_ENV]: 'cpu' })).toEqual({ device: 'cpu', source: 'env' });
     expect(effectiveDevice('cuda', { [DEVICE_ENV]: 'cpu' })).toEqual({ device: 'cuda', source: 'config' });
+    // Configs built before the key existed count as auto.
+    expect(effectiveDevice(undefined, {})).toEqual({ device: 'auto', source: 'config' });
     expect(() => effectiveDevice('auto', { [DEVICE_ENV]: 'tpu' })).toThrow(/ANOMALY_SPOTTER_DEVICE=tpu/);
     const env = { [DEVICE_ENV]: 'cuda', [GPU_INDEX_ENV]: '1', [CUDA_DEVICE_ID_ENV]: '0' };
     const c = await resolveExecutionProvider('auto', { env, probe: fakeProbe(['cuda']), ort });

@@ -72,9 +72,11 @@ export function isDevicePreference(v: unknown): v is DevicePreference {
 
 /** The effective preference: the configured value, or the host's env default when it is `auto`. */
 export function effectiveDevice(
-  configured: DevicePreference,
+  configured: DevicePreference | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): { device: DevicePreference; source: 'config' | 'env' } {
+  // undefined: a config object built before `device` existed (hand-made in code, old metadata).
+  configured ??= 'auto';
   const fromEnv = env[DEVICE_ENV]?.trim();
   if (configured !== 'auto' || !fromEnv) return { device: configured, source: 'config' };
   if (!isDevicePreference(fromEnv))
@@ -249,7 +251,7 @@ const INSTALL_HINT: Record<ExecutionProviderName, string> = {
  * Explicit `cuda`/`webgpu` are probed too and throw a UserError naming the provider's error.
  */
 export async function resolveExecutionProvider(
-  configured: DevicePreference,
+  configured: DevicePreference | undefined,
   opts: { env?: NodeJS.ProcessEnv; probe?: Probe; ort?: typeof Ort } = {},
 ): Promise<ExecutionProviderChoice> {
   const env = opts.env ?? process.env;
