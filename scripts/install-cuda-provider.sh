@@ -133,6 +133,12 @@ MISSING=()
 for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcufft.so.12 libcudnn.so.9 libcuda.so.1; do
   have_lib "$lib" || MISSING+=("$lib")
 done
+if command -v nvidia-smi >/dev/null 2>&1; then
+  DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
+  say "NVIDIA driver: ${DRIVER:-unknown} (the CUDA 13 provider needs >= 580)"
+else
+  say "NVIDIA driver: nvidia-smi not found (no GPU driver on this host?)"
+fi
 if [ ${#MISSING[@]} -gt 0 ]; then
   say "MISSING CUDA libraries: ${MISSING[*]}"
   for m in "${MISSING[@]}"; do
