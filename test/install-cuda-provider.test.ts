@@ -62,8 +62,7 @@ describe('install-cuda-provider.sh', () => {
     for (const f of ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'])
       expect(existsSync(join(native, f))).toBe(true);
     // The CUDA libraries: all found (exit 0) on a CUDA host, else listed (exit 3).
-    if (r.status === 3)
-      expect(r.stdout).toMatch(/MISSING CUDA libraries: lib/);
+    if (r.status === 3) expect(r.stdout).toMatch(/MISSING CUDA libraries: lib/);
     else expect(r.status).toBe(0);
   });
 });
