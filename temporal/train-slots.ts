@@ -18,7 +18,9 @@ export interface TrainSlot {
 }
 
 export function trainWorkerSlots(opts: { gpus?: number[]; trainSlots: number; cores: number }): TrainSlot[] {
-  const perDevice = Math.max(1, opts.trainSlots);
+  // 0: no training processes on this host (a CPU-queue worker only).
+  const perDevice = Math.max(0, Math.floor(opts.trainSlots));
+  if (perDevice === 0) return [];
   const devices: Array<number | null> = opts.gpus?.length ? opts.gpus : [null];
   const total = devices.length * perDevice;
   const threads = String(Math.max(1, Math.floor(opts.cores / total)));

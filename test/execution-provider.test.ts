@@ -150,6 +150,7 @@ describe('one GPU per training worker', () => {
         env: { CUDA_VISIBLE_DEVICES: '3', ANOMALY_SPOTTER_GPU: '3', ANOMALY_SPOTTER_TRAIN_THREADS: '8' },
       },
     ]);
+    expect(trainWorkerSlots({ gpus: [0], trainSlots: 0, cores: 8 })).toEqual([]);
     expect(trainWorkerSlots({ trainSlots: 3, cores: 2 }).map((s) => s.env)).toEqual([
       { ANOMALY_SPOTTER_TRAIN_THREADS: '1' },
       { ANOMALY_SPOTTER_TRAIN_THREADS: '1' },
