@@ -117,7 +117,7 @@ module.exports = {
       comment:
         'lib/model, lib/data and lib/monitor are what training, evaluation, plans, reports and serving ' +
         'build on: they import none of those (a shared piece moves down, e.g. lib/model/anomaly-map-params).',
-      from: { path: '^lib/(model|data|monitor|backbone)/' },
+      from: { path: '^lib/(model|data|monitor|backbone|onnx)/' },
       to: { path: '^lib/(train|eval|pipeline|report|serve|infer|models|package)/|^lib/registry\\.ts$' },
     },
     {

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
+import { DEVICE_PREFERENCES, type DevicePreference } from '../lib/onnx/execution-provider';
 import { loadModelPackage } from '../lib/package/package';
 import { collectInputs, predictFiles } from '../lib/serve/batch-predict';
 import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
@@ -36,6 +37,14 @@ const program = new Command('predict')
       .choices([...INFERENCE_ENGINES])
       .default('auto'),
   )
+  .addOption(
+    new Option(
+      '--device <name>',
+      'ONNX Runtime execution provider for --engine onnx/auto: auto (cuda, then webgpu, else cpu; $ANOMALY_SPOTTER_DEVICE), cpu, cuda, webgpu',
+    )
+      .choices([...DEVICE_PREFERENCES])
+      .default('auto'),
+  )
   .parse();
 
 const opts = program.opts<{
@@ -46,6 +55,7 @@ const opts = program.opts<{
   maxPixels: number;
   backend: BackendPreference;
   engine: InferenceEngine;
+  device: DevicePreference;
 }>();
 
 async function main(): Promise<number> {
@@ -56,7 +66,13 @@ async function main(): Promise<number> {
     pkg: pkg as ServedModel['pkg'],
     runDir: null,
   };
-  const engine = await createEngineScorer(opts.engine, [model]);
+  const engine = await createEngineScorer(opts.engine, [model], { device: opts.device });
+  if (engine.executionProvider) {
+    const ep = engine.executionProvider;
+    process.stderr.write(
+      `engine onnx, execution provider ${ep.provider}${ep.fallbackReason ? ` (${ep.fallbackReason})` : ''}\n`,
+    );
+  }
   if (engine.fallbackReason) {
     process.stderr.write(
       `warning: ONNX Runtime unavailable (${engine.fallbackReason}): inference runs on tfjs\n`,

@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { createLogger } from '../lib/monitor/logger';
+import { DEVICE_PREFERENCES, type DevicePreference } from '../lib/onnx/execution-provider';
 import { INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { startServer } from '../lib/serve/start';
 import { positiveInt } from '../lib/util/cli-args';
@@ -48,12 +49,20 @@ const program = new Command('serve')
   .addOption(
     new Option(
       '--engine <name>',
-      "model forward pass: onnx (ONNX Runtime's native CPU engine), tfjs (the --backend), or auto (onnx if it loads, else tfjs)",
+      'model forward pass: onnx (ONNX Runtime, on --device), tfjs (the --backend), or auto (onnx if it loads, else tfjs)',
     )
       .choices([...INFERENCE_ENGINES])
       .default('auto'),
   )
   .option('--engine-threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt)
+  .addOption(
+    new Option(
+      '--device <name>',
+      'ONNX Runtime execution provider for --engine onnx/auto: auto (cuda, then webgpu, else cpu; $ANOMALY_SPOTTER_DEVICE), cpu, cuda, webgpu',
+    )
+      .choices([...DEVICE_PREFERENCES])
+      .default('auto'),
+  )
   .parse();
 
 const opts = program.opts<{
@@ -67,6 +76,7 @@ const opts = program.opts<{
   maxQueue: number;
   backend: BackendPreference;
   engine: InferenceEngine;
+  device: DevicePreference;
   engineThreads?: number;
 }>();
 
@@ -88,6 +98,7 @@ async function main(): Promise<void> {
     logger: log,
     engine: opts.engine,
     engineThreads: opts.engineThreads,
+    device: opts.device,
   });
   for (const s of server.skipped) log.warn({ package: s.dir }, `skipped package: ${s.reason}`);
   for (const m of server.models) {
@@ -102,8 +113,9 @@ async function main(): Promise<void> {
   if (server.engine.fallbackReason) {
     log.warn(`ONNX Runtime unavailable (${server.engine.fallbackReason}): inference runs on tfjs`);
   }
+  if (server.engine.deviceFallback) log.warn(`execution provider: ${server.engine.deviceFallback}`);
   log.info(
-    `engine ${server.engine.name}; backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
+    `engine ${server.engine.name}${server.engine.executionProvider ? ` (execution provider ${server.engine.executionProvider})` : ''}; backend ${backend.name} (${backend.reason}); open ${server.url}/ (API docs: ${server.url}/openapi.json)`,
   );
   const stop = async (signal: string) => {
     log.info(`${signal}: finishing in-flight requests`);

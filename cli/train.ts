@@ -51,6 +51,7 @@ const opts = program.opts<{
   backend?: TrainingConfig['backend'];
   engine?: TrainingConfig['engine'];
   threads?: number;
+  device?: TrainingConfig['device'];
 }>();
 
 async function loadConfig(): Promise<TrainingConfig> {
@@ -130,6 +131,7 @@ async function main(): Promise<number> {
     console.log(
       `trained ${opts.category}: ${result.summary.epochsRun} epochs, best epoch ${result.summary.bestEpoch} ` +
         `(val loss ${Number(result.summary.bestValLoss).toFixed(5)}), engine ${result.summary.engine}, ` +
+        `${result.summary.executionProvider ? `execution provider ${result.summary.executionProvider}, ` : ''}` +
         `tfjs backend ${result.summary.backend}, ${Number(result.summary.imagesPerSec).toFixed(1)} img/s\n` +
         `best model: ${best ? join(runDir, best.path) : '(none)'}`,
     );

@@ -2,8 +2,9 @@
  * Worker processes. One host runs:
  *  - a CPU worker (this process): the workflows plus the light steps on the CPU task queue;
  *  - training workers, each its own child process polling the GPU/training task queue with ONE
- *    activity at a time: one per GPU (`--gpus 0,1` sets CUDA_VISIBLE_DEVICES per child), or on
- *    CPU-only hosts `--train-slots N`, each with cores / N ONNX Runtime threads (ANOMALY_SPOTTER_TRAIN_THREADS).
+ *    activity at a time: `--train-slots N` per GPU (`--gpus 0,1` pins each child to its GPU:
+ *    CUDA_VISIBLE_DEVICES + ANOMALY_SPOTTER_GPU), or N on CPU-only hosts; the cores are shared
+ *    between them (ANOMALY_SPOTTER_TRAIN_THREADS). See train-slots.ts.
  * Children that die unexpectedly are restarted; their running activity is retried by Temporal
  * once its heartbeat times out and resumes from the last heartbeat/checkpoint.
  * SIGINT/SIGTERM: workers stop polling, running activities are cancelled (training checkpoints and
@@ -17,9 +18,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { createActivities, type StepRegistry } from '../activities';
 import type { SummaryFunction } from '../lib/pipeline/outcome';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
-import { TRAIN_THREADS_ENV } from '../lib/train/engine';
 import { describeError, UserError } from '../lib/util/errors';
 import { DEFAULT_NAMESPACE, type TemporalTarget, targetFromEnv } from './connection';
+import { trainWorkerSlots } from './train-slots';
 
 export interface WorkerRegistry {
   steps: StepRegistry;
@@ -121,7 +122,12 @@ export async function runWorkerCli(
       'one training worker process per GPU index (sets CUDA_VISIBLE_DEVICES)',
       parseGpuList,
     )
-    .option('--train-slots <n>', 'CPU-only hosts: number of training worker processes', parseCount, 1)
+    .option(
+      '--train-slots <n>',
+      'training worker processes (per GPU with --gpus; on CPU-only hosts in all)',
+      parseCount,
+      1,
+    )
     .option('--no-cpu-worker', 'do not run the CPU-queue worker (workflows + light steps) on this host')
     .option('--cpu-slots <n>', 'concurrent light activities on the CPU worker (default: cores)', parseCount)
     .addOption(
@@ -143,15 +149,12 @@ export async function runWorkerCli(
     await runSingleWorker(target, registry, opts.role, opts.cpuSlots);
     return;
   }
-  const trainChildren: Array<{ label: string; env: NodeJS.ProcessEnv }> = opts.gpus
-    ? opts.gpus.map((gpu) => ({ label: `gpu${gpu}`, env: { CUDA_VISIBLE_DEVICES: String(gpu) } }))
-    : Array.from({ length: opts.trainSlots }, (_, i) => ({
-        label: `train${i}`,
-        // ONNX Runtime training is multi-threaded: share the cores between the training processes.
-        env: {
-          [TRAIN_THREADS_ENV]: String(Math.max(1, Math.floor(availableParallelism() / opts.trainSlots))),
-        },
-      }));
+  // One or more processes per GPU (pinned), or per CPU slot; cores shared between them (train-slots.ts).
+  const trainChildren = trainWorkerSlots({
+    gpus: opts.gpus,
+    trainSlots: opts.trainSlots,
+    cores: availableParallelism(),
+  });
   await superviseWorkers({
     entryFile,
     target,

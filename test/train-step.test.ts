@@ -30,6 +30,16 @@ describe('train step', () => {
     expect(meta.perceptualLoss.statement).toMatch(/weight 0/);
     expect(meta.backendInfo).toMatchObject({ name: 'wasm', simd: true });
     expect(meta.peakRssMiB).toBeGreaterThan(0);
+    // What ran the steps: engine, execution provider and threads (the tfjs backend above sat idle).
+    expect(meta.engine).toBe('onnx');
+    expect(meta.engineInfo).toMatchObject({
+      runtime: expect.stringMatching(/^onnxruntime-node \d/),
+      executionProvider: meta.executionProvider,
+      threads: meta.threads,
+    });
+    expect(meta.threads).toBeGreaterThan(0);
+    if (meta.executionProvider === 'cpu' && !process.env.ANOMALY_SPOTTER_DEVICE)
+      expect(meta.deviceFallback).toMatch(/^auto: cuda unavailable \(.+\); webgpu unavailable \(.+\)$/);
     expect(meta.syntheticDefects).toEqual({ probability: 0.5, max_count: 2, min_size: 0.05, max_size: 0.25 });
     const history = JSON.parse(await readFile(join(ctx.stepDir, 'history.json'), 'utf8'));
     expect(history).toHaveLength(2);

@@ -32,6 +32,8 @@ export interface PlanFlags {
   imageSize?: number;
   lr?: number;
   seed?: number;
+  /** training.device: auto | cpu | cuda | webgpu. */
+  device?: 'auto' | 'cpu' | 'cuda' | 'webgpu';
   /** Repeatable `--set key=value` training overrides (see docs/CONFIG.md). */
   set?: string[];
 }

@@ -4,7 +4,7 @@
  * A named flag wins over a `--set` of the same key: it is the more specific request (and commander
  * does not keep the relative order of different options, so "last one wins" could not be honoured).
  */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { integer, positiveInt, positiveNumber } from '../util/cli-args';
 import { layerProblems, parseSetOverrides, throwIfProblems } from './load';
 import { deepMerge } from './merge';
@@ -18,6 +18,8 @@ export interface TrainingOverrideFlags {
   imageSize?: number;
   lr?: number;
   seed?: number;
+  /** `--device`: training.device (ONNX Runtime execution provider of training and scoring). */
+  device?: TrainingConfig['device'];
 }
 
 /**
@@ -31,7 +33,13 @@ export function addTrainingOverrideOptions(cmd: Command): Command {
     .option('--batch-size <n>', 'override training.batch_size', positiveInt)
     .option('--image-size <px>', 'override training.image_size', positiveInt)
     .option('--lr <rate>', 'override training.optimizer.lr', positiveNumber)
-    .option('--seed <n>', 'override training.seed', integer);
+    .option('--seed <n>', 'override training.seed', integer)
+    .addOption(
+      new Option(
+        '--device <name>',
+        'override training.device: ONNX Runtime execution provider of training and scoring (auto: cuda, then webgpu, else cpu)',
+      ).choices(['auto', 'cpu', 'cuda', 'webgpu']),
+    );
 }
 
 /**
@@ -49,6 +57,7 @@ export function trainingOverridesFromFlags(
     ...(flags.batchSize !== undefined ? { batch_size: flags.batchSize } : {}),
     ...(flags.imageSize !== undefined ? { image_size: flags.imageSize } : {}),
     ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+    ...(flags.device !== undefined ? { device: flags.device } : {}),
     ...(flags.lr !== undefined ? { optimizer: { lr: flags.lr } } : {}),
   };
   const merged = deepMerge(fromSet, named) as DeepPartial<TrainingConfig>;

@@ -140,6 +140,12 @@ export const trainingConfigSchema = z
     mixed_precision: z.enum(['auto', 'off']).default('auto'),
     backend: z.enum(['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu']).default('auto'),
     engine: z.enum(['auto', 'onnx', 'tfjs']).default('auto'),
+    /**
+     * ONNX Runtime execution provider of training and scoring sessions (lib/onnx/execution-provider):
+     * auto (cuda, then webgpu, when one initialises; else cpu; ANOMALY_SPOTTER_DEVICE sets the host's
+     * default) | cpu | cuda | webgpu (an error when it does not initialise).
+     */
+    device: z.enum(['auto', 'cpu', 'webgpu', 'cuda']).default('auto'),
     threads: positiveInt.nullable().default(null),
     model: z
       .object({

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { AnomalyMapConfig } from '../config/schema';
+import type { ExecutionProviderChoice } from '../onnx/execution-provider';
 import { UserError } from '../util/errors';
 
 /** scores.json of the validate step: one record per scored image, plus how the scores were made. */
@@ -22,6 +23,13 @@ export interface LatencyStats {
   engineThreads?: number;
   /** Why ONNX Runtime was not used although the step asked for 'auto'. */
   engineFallback?: string;
+  /** ONNX Runtime execution provider, when `engine` is 'onnx' (absent in older files: cpu). */
+  executionProvider?: 'cpu' | 'cuda' | 'webgpu';
+  /** Host GPU index / CUDA device id of the provider, when it is a GPU one. */
+  gpu?: string;
+  cudaDeviceId?: number;
+  /** Why `device: auto` did not end on a GPU provider. */
+  deviceFallback?: string;
   batchSize: number;
   images: number;
   /** Per image: each batch's wall time (inference + anomaly map + download) divided by its size. */
@@ -56,10 +64,20 @@ export async function readScoresFile(path: string): Promise<ScoresFile> {
   }
 }
 
-/** What produced the latencies, for reports: "onnx (ONNX Runtime CPU, 2 threads)" or "tfjs wasm". */
+const EP_LABEL = { cpu: 'CPU', cuda: 'CUDA', webgpu: 'WebGPU' } as const;
+
+/**
+ * What produced the latencies, for reports: "onnx (ONNX Runtime CPU, 2 threads)",
+ * "onnx (ONNX Runtime CUDA device 0, host GPU 1, 2 CPU threads)" or "tfjs wasm".
+ */
 export function inferenceEngineLabel(l: LatencyStats): string {
-  if (l.engine === 'onnx')
-    return `onnx (ONNX Runtime CPU${l.engineThreads ? `, ${l.engineThreads} threads` : ''})`;
+  if (l.engine === 'onnx') {
+    const ep = l.executionProvider ?? 'cpu';
+    const parts = [`ONNX Runtime ${EP_LABEL[ep]}${ep === 'cuda' ? ` device ${l.cudaDeviceId ?? 0}` : ''}`];
+    if (ep !== 'cpu' && l.gpu !== undefined) parts.push(`host GPU ${l.gpu}`);
+    if (l.engineThreads) parts.push(`${l.engineThreads} ${ep === 'cpu' ? '' : 'CPU '}threads`);
+    return `onnx (${parts.join(', ')})`;
+  }
   return `tfjs ${l.backend}${l.engineFallback ? ` (ONNX Runtime not used: ${l.engineFallback})` : ''}`;
 }
 
@@ -68,7 +86,16 @@ export function latencyStats(
   latencyMs: number[],
   backend: string,
   batchSize: number,
-  engine?: Pick<LatencyStats, 'engine' | 'engineThreads' | 'engineFallback'>,
+  engine?: Pick<
+    LatencyStats,
+    | 'engine'
+    | 'engineThreads'
+    | 'engineFallback'
+    | 'executionProvider'
+    | 'gpu'
+    | 'cudaDeviceId'
+    | 'deviceFallback'
+  >,
 ): LatencyStats {
   const sorted = [...latencyMs].sort((a, b) => a - b);
   const n = sorted.length;
@@ -79,5 +106,18 @@ export function latencyStats(
     images: n,
     meanMsPerImage: n ? sorted.reduce((a, b) => a + b, 0) / n : 0,
     p95MsPerImage: n ? sorted[Math.max(0, Math.ceil(0.95 * n) - 1)] : 0,
+  };
+}
+
+/** The execution-provider fields of LatencyStats for a scoring engine's provider (none for tfjs). */
+export function latencyProviderFields(
+  ep: ExecutionProviderChoice | undefined,
+): Pick<LatencyStats, 'executionProvider' | 'gpu' | 'cudaDeviceId' | 'deviceFallback'> {
+  if (!ep) return {};
+  return {
+    executionProvider: ep.provider,
+    ...(ep.gpu !== undefined ? { gpu: ep.gpu } : {}),
+    ...(ep.deviceId !== undefined ? { cudaDeviceId: ep.deviceId } : {}),
+    ...(ep.fallbackReason ? { deviceFallback: ep.fallbackReason } : {}),
   };
 }

@@ -3,6 +3,7 @@
  * 'onnx' (reconstruction, anomaly map and score in one ONNX Runtime session per model,
  * lib/model/onnx-runner createOnnxScorer), or 'auto' (onnx, falling back to tfjs where ONNX Runtime's
  * native binary does not load). Used by serving (lib/serve/engine) and the validate step.
+ * The onnx engine's sessions run on the execution provider of `device` (lib/onnx/execution-provider).
  * Light to import: tfjs and ONNX Runtime code are loaded on first use.
  */
 import type * as tf from '@tensorflow/tfjs';
@@ -11,6 +12,7 @@ import type { PatchcoreScorer } from '../infer/patchcore-scorer';
 import type { ScorableModel } from '../infer/scorable-model';
 import type { OnnxScorer } from '../model/onnx-runner';
 import { isPatchcoreModel } from '../models/patchcore/model';
+import type { DevicePreference, ExecutionProviderChoice } from '../onnx/execution-provider';
 import { UserError } from '../util/errors';
 import type { scoreImages } from './anomaly-map';
 
@@ -27,8 +29,20 @@ export interface ScoringEngine {
   fallbackReason?: string;
   /** ONNX Runtime intra-op threads ('onnx' only). */
   threads?: number;
+  /** ONNX Runtime execution provider and why it was chosen ('onnx' only; lib/onnx/execution-provider). */
+  executionProvider?: ExecutionProviderChoice;
   score: ScoreFn;
   release(): Promise<void>;
+}
+
+export interface ScoringEngineOptions {
+  /** ONNX Runtime intra-op threads (default: all cores). */
+  threads?: number;
+  /**
+   * ONNX Runtime execution provider: auto (default: cuda, then webgpu, when one initialises; else cpu;
+   * ANOMALY_SPOTTER_DEVICE sets the host default) | cpu | cuda | webgpu (an error when it does not initialise).
+   */
+  device?: DevicePreference;
 }
 
 /** A model and the anomaly-map config it will be scored with (its ONNX session is created up front). */
@@ -45,7 +59,7 @@ export interface ScoringTarget {
 export async function createScoringEngine(
   engine: InferenceEngine,
   targets: ScoringTarget[],
-  opts: { threads?: number } = {},
+  opts: ScoringEngineOptions = {},
 ): Promise<ScoringEngine> {
   const { scoreImages } = await import('./anomaly-map');
   const patchcore = targets.some((t) => isPatchcoreModel(t.model));
@@ -57,12 +71,19 @@ export async function createScoringEngine(
       );
     return { engine: 'tfjs', score: scoreImages, release: async () => {} };
   }
+  const ep = await import('../onnx/execution-provider');
+  const device = opts.device ?? 'auto';
+  const requested = ep.effectiveDevice(device).device;
   if (engine === 'auto') {
+    // An explicit GPU device is resolved outside the fallback: if it does not initialise, that is an
+    // error to report, not a reason to score on tfjs.
+    const explicit =
+      requested === 'cuda' || requested === 'webgpu' ? await ep.resolveExecutionProvider(device) : undefined;
     try {
-      return await createScoringEngine('onnx', targets, opts);
+      return await createOnnxScoringEngine(targets, opts, explicit);
     } catch (err) {
       // PatchCore has no tfjs implementation to fall back to: its error is the answer.
-      if (patchcore) throw err;
+      if (explicit || patchcore) throw err;
       return {
         engine: 'tfjs',
         fallbackReason: (err as Error).message,
@@ -71,6 +92,17 @@ export async function createScoringEngine(
       };
     }
   }
+  return createOnnxScoringEngine(targets, opts);
+}
+
+async function createOnnxScoringEngine(
+  targets: ScoringTarget[],
+  opts: ScoringEngineOptions,
+  resolved?: ExecutionProviderChoice,
+): Promise<ScoringEngine> {
+  const { scoreImages } = await import('./anomaly-map');
+  const { resolveExecutionProvider } = await import('../onnx/execution-provider');
+  let executionProvider = resolved ?? (await resolveExecutionProvider(opts.device ?? 'auto'));
   const { createOnnxScorer } = await import('../model/onnx-runner');
   const { createPatchcoreScorer } = await import('../infer/patchcore-scorer');
   const scorers = new Map<tf.LayersModel, OnnxScorer>();
@@ -78,27 +110,45 @@ export async function createScoringEngine(
   const release = async () => {
     await Promise.all([...scorers.values(), ...patchcoreScorers.values()].map((s) => s.release()));
   };
-  let threads = opts.threads;
-  try {
+  const prepareAll = async () => {
     for (const t of targets) {
       if (isPatchcoreModel(t.model)) {
-        if (!patchcoreScorers.has(t.model)) {
-          const ps = await createPatchcoreScorer(t.model, opts);
-          patchcoreScorers.set(t.model, ps);
-          threads ??= ps.threads;
-        }
+        if (!patchcoreScorers.has(t.model))
+          patchcoreScorers.set(
+            t.model,
+            await createPatchcoreScorer(t.model, { threads: opts.threads, executionProvider }),
+          );
         continue;
       }
       let s = scorers.get(t.model);
       if (!s) {
-        s = await createOnnxScorer(t.model, opts);
+        s = await createOnnxScorer(t.model, { threads: opts.threads, executionProvider });
         scorers.set(t.model, s);
       }
       await s.prepare(t.anomalyMap);
     }
+  };
+  try {
+    await prepareAll();
   } catch (err) {
     await release();
-    throw err;
+    scorers.clear();
+    patchcoreScorers.clear();
+    // The probe passed but a real graph failed on the GPU provider: `auto` goes on on CPU.
+    if (executionProvider.requested !== 'auto' || executionProvider.provider === 'cpu') throw err;
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    executionProvider = {
+      ...executionProvider,
+      provider: 'cpu',
+      deviceId: undefined,
+      fallbackReason: `auto: ${executionProvider.provider} initialised, but the scoring sessions failed on it (${why})`,
+    };
+    try {
+      await prepareAll();
+    } catch (err2) {
+      await release();
+      throw err2;
+    }
   }
   const score: ScoreFn = (model, images, n, size, cfg, batchSize, scoreOpts = {}) => {
     const ps = patchcoreScorers.get(model);
@@ -108,6 +158,7 @@ export async function createScoringEngine(
     if (!s) throw new Error('onnx engine: no session for this model (it was not loaded at start-up)');
     return scoreImages(model, images, n, size, cfg, batchSize, { ...scoreOpts, scoreBatch: s.score });
   };
-  threads = scorers.values().next().value?.threads ?? threads;
-  return { engine: 'onnx', threads, score, release };
+  const threads =
+    scorers.values().next().value?.threads ?? patchcoreScorers.values().next().value?.threads ?? opts.threads;
+  return { engine: 'onnx', threads, executionProvider, score, release };
 }

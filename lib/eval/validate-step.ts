@@ -13,7 +13,7 @@ import { UserError } from '../util/errors';
 import { toUnitFloat } from './anomaly-map';
 import { writeMaps } from './map-store';
 import { useInferenceBackend } from './runtime';
-import { latencyStats, type ScoreRecord, type ScoresFile } from './scores-file';
+import { latencyProviderFields, latencyStats, type ScoreRecord, type ScoresFile } from './scores-file';
 import { createScoringEngine, INFERENCE_ENGINES, type InferenceEngine } from './scoring-engine';
 
 /**
@@ -94,7 +94,9 @@ export async function scoreSplits(
   const records: Record<'val' | 'test', ScoreRecord[]> = { val: [], test: [] };
   const mapPaths: Record<'val' | 'test', string> = { val: '', test: '' };
   let size = 0;
-  const engine = await createScoringEngine(inferenceEngine(ctx), [{ model, anomalyMap: cfg }]);
+  const engine = await createScoringEngine(inferenceEngine(ctx), [{ model, anomalyMap: cfg }], {
+    device: ctx.config.device,
+  });
   try {
     for (const split of ['val', 'test'] as const) {
       if (hooks.signal.aborted) throw new Error('validate cancelled');
@@ -157,6 +159,7 @@ export async function scoreSplits(
       engine: engine.engine,
       engineThreads: engine.threads,
       engineFallback: engine.fallbackReason,
+      ...latencyProviderFields(engine.executionProvider),
     }),
   };
   const scores = join(ctx.stepDir, 'scores.json');

@@ -8,6 +8,7 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { ortSessionOptions } from '../model/onnx-session';
 import { PATCHCORE_INPUT, PATCHCORE_MAP, PATCHCORE_SCORE } from '../models/patchcore/graphs';
 import type { PatchcoreModel } from '../models/patchcore/model';
+import type { ExecutionProviderChoice } from '../onnx/execution-provider';
 
 export interface PatchcoreScorer {
   score(images: Float32Array, n: number, size: number): Promise<{ maps: Float32Array; scores: Float32Array }>;
@@ -17,13 +18,13 @@ export interface PatchcoreScorer {
 
 export async function createPatchcoreScorer(
   model: PatchcoreModel,
-  opts: { threads?: number } = {},
+  opts: { threads?: number; executionProvider?: Pick<ExecutionProviderChoice, 'provider' | 'deviceId'> } = {},
 ): Promise<PatchcoreScorer> {
   const ort = await import('onnxruntime-node');
   const threads = opts.threads ?? availableParallelism();
   const session: InferenceSession = await ort.InferenceSession.create(
     model.onnx,
-    ortSessionOptions({ threads }),
+    ortSessionOptions({ threads, executionProvider: opts.executionProvider }),
   );
   const s = model.imageSize;
   return {

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { AnomalyMapConfig } from '../config/schema';
+import type { ExecutionProviderChoice } from '../onnx/execution-provider';
 import { exportOnnxScorer, ONNX_MAP_OUTPUT, ONNX_SCORE_OUTPUT } from './onnx-anomaly-map';
 import { exportOnnxModel, ONNX_INPUT, ONNX_OUTPUT } from './onnx-export';
 import { ortSessionOptions } from './onnx-session';
@@ -22,6 +23,8 @@ export interface OnnxReconstructor {
 export interface OnnxReconstructorOptions {
   /** Intra-op threads; default: all cores. */
   threads?: number;
+  /** Execution provider of the sessions (lib/onnx/execution-provider); default CPU. */
+  executionProvider?: Pick<ExecutionProviderChoice, 'provider' | 'deviceId'>;
 }
 
 export async function createOnnxReconstructor(
@@ -30,7 +33,10 @@ export async function createOnnxReconstructor(
 ): Promise<OnnxReconstructor> {
   const ort = await import('onnxruntime-node');
   const threads = opts.threads ?? availableParallelism();
-  const session = await ort.InferenceSession.create(exportOnnxModel(model), sessionOptions(threads));
+  const session = await ort.InferenceSession.create(
+    exportOnnxModel(model),
+    ortSessionOptions({ threads, executionProvider: opts.executionProvider }),
+  );
   return {
     threads,
     async reconstruct(images, n, size) {
@@ -42,8 +48,6 @@ export async function createOnnxReconstructor(
     release: () => session.release(),
   };
 }
-
-const sessionOptions = (threads: number) => ortSessionOptions({ threads });
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -103,7 +107,10 @@ export async function createOnnxScorer(
     const key = JSON.stringify(Object.entries(cfg).sort(([a], [b]) => (a < b ? -1 : 1)));
     let s = sessions.get(key);
     if (!s) {
-      s = ort.InferenceSession.create(exportOnnxScorer(model, cfg), sessionOptions(threads));
+      s = ort.InferenceSession.create(
+        exportOnnxScorer(model, cfg),
+        ortSessionOptions({ threads, executionProvider: opts.executionProvider }),
+      );
       sessions.set(key, s);
       // A failed creation is not cached: the next call tries again and reports its own error.
       s.catch(() => sessions.delete(key));

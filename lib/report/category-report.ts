@@ -18,7 +18,12 @@ export interface ReportInput {
   testMaps: Float32Array;
   /** The test split of the tensor cache (images for tiles, masks for pixel metrics). */
   test: CachedSplit;
-  training: { model?: string | null; backend: string | null; peakRssMb: number | null };
+  training: {
+    model?: string | null;
+    backend: string | null;
+    peakRssMb: number | null;
+    deviceFallback?: string;
+  };
 }
 
 export interface Prediction {
@@ -44,7 +49,12 @@ export interface CategoryReport {
   pixel: PixelMetrics;
   perDefectType: DefectTypeMetrics[];
   latency: LatencyStats;
-  training: { model?: string | null; backend: string | null; peakRssMb: number | null };
+  training: {
+    model?: string | null;
+    backend: string | null;
+    peakRssMb: number | null;
+    deviceFallback?: string;
+  };
   targets: TargetCheck[];
   predictions: Prediction[];
   /** Test indices of the worst errors, most confident first (good images scored highest, defects lowest). */

@@ -66,20 +66,43 @@ export function targetChecks(q: {
 }
 
 /**
- * Reads the training backend and peak memory from a train step summary when present: `peakRssMb`
+ * Reads what trained and the peak memory from a train step summary when present: `peakRssMb`
  * (the agreed name) or `peakRssMiB` (what the train step writes; MiB, close enough to MB for a 2 GB check).
+ * `backend` is a label of what actually ran the steps: "onnx (ONNX Runtime CPU, 2 threads)" for the
+ * onnx engine (the tfjs backend, often 'wasm', did not train then), "tfjs wasm" for the tfjs engine;
+ * summaries written before the engine was recorded give their tfjs backend as it was.
  */
 export function trainingFacts(summary: Record<string, unknown> | undefined): {
   model: string | null;
   backend: string | null;
   peakRssMb: number | null;
+  deviceFallback?: string;
 } {
-  const backend = summary?.backend;
+  const backend = typeof summary?.backend === 'string' ? summary.backend : null;
   const model = summary?.model;
   const rss = summary?.peakRssMb ?? summary?.peakRssMiB;
+  const fallback = summary?.deviceFallback;
   return {
     model: typeof model === 'string' ? model : null,
-    backend: typeof backend === 'string' ? backend : null,
+    backend: trainingEngineLabel(summary, backend),
     peakRssMb: typeof rss === 'number' && Number.isFinite(rss) ? rss : null,
+    ...(typeof fallback === 'string' && fallback ? { deviceFallback: fallback } : {}),
   };
+}
+
+const EP_NAMES: Record<string, string> = { cpu: 'CPU', cuda: 'CUDA', webgpu: 'WebGPU' };
+
+function trainingEngineLabel(
+  summary: Record<string, unknown> | undefined,
+  backend: string | null,
+): string | null {
+  const engine = summary?.engine;
+  if (engine === 'tfjs') return `tfjs ${backend ?? '?'}`;
+  if (engine !== 'onnx') return backend;
+  const ep = typeof summary?.executionProvider === 'string' ? summary.executionProvider : 'cpu';
+  const parts = [`ONNX Runtime ${EP_NAMES[ep] ?? ep}`];
+  if (typeof summary?.gpu === 'string' && ep !== 'cpu') parts.push(`host GPU ${summary.gpu}`);
+  if (typeof summary?.threads === 'number')
+    parts.push(`${summary.threads} ${ep === 'cpu' ? '' : 'CPU '}threads`);
+  return `onnx (${parts.join(', ')})`;
 }

@@ -180,7 +180,9 @@ export function categoryBlocks(
         ['inference batch size', String(r.latency.batchSize)],
         ['mean per image', `${r.latency.meanMsPerImage.toFixed(2)} ms`],
         ['p95 per image', `${r.latency.p95MsPerImage.toFixed(2)} ms`],
-        ['training backend', r.training.backend ?? 'not measured'],
+        ...(r.latency.deviceFallback ? [['inference device fallback', r.latency.deviceFallback]] : []),
+        ['training engine', r.training.backend ?? 'not measured'],
+        ...(r.training.deviceFallback ? [['training device fallback', r.training.deviceFallback]] : []),
         [
           'training peak RSS',
           r.training.peakRssMb === null ? 'not measured' : `${r.training.peakRssMb.toFixed(0)} MB`,

@@ -20,7 +20,10 @@ import { createMetrics, type ServeMetrics } from './metrics';
 import type { ServedModel } from './models';
 import { loadDefaultScorer, ModelPredictor, type Scorer } from './predictor';
 import { authPlugin } from './routes/auth';
-import type { ServeContext } from './routes/context';
+import type { EngineInfo, ServeContext } from './routes/context';
+
+export type { EngineInfo };
+
 import { opsPlugin } from './routes/ops';
 import { predictPlugin } from './routes/predict';
 import { reportsPlugin } from './routes/reports';
@@ -44,6 +47,8 @@ export interface ServeOptions {
   maxQueue?: number;
   /** Defaults to lib/eval's scoreImages. */
   scorer?: Scorer;
+  /** What scores requests (engine, execution provider, threads, fallbacks): shown by /healthz. */
+  engineInfo?: EngineInfo;
   /** Told of every route as it is registered (test/serve.test.ts: each one is documented). */
   onRoute?: (route: RouteOptions) => void;
   /** A pino logger instance, or false to stay quiet (tests). */
@@ -122,6 +127,7 @@ export async function buildServer(
     limits: { maxBodyMb, maxBodyBytes, maxFiles, maxPixels },
     auth: token !== null,
     isShuttingDown: () => shuttingDown,
+    engineInfo: opts.engineInfo,
   };
 
   const app = Fastify({

@@ -4,7 +4,13 @@
  * falling back to tfjs with a warning where ONNX Runtime's native binary does not load). The engine
  * itself is lib/eval/scoring-engine, shared with the validate step.
  */
-import { createScoringEngine, INFERENCE_ENGINES, type InferenceEngine } from '../eval/scoring-engine';
+import {
+  createScoringEngine,
+  INFERENCE_ENGINES,
+  type InferenceEngine,
+  type ScoringEngineOptions,
+} from '../eval/scoring-engine';
+import type { ExecutionProviderChoice } from '../onnx/execution-provider';
 import type { ServedModel } from './models';
 import type { Scorer } from './predictor';
 
@@ -15,6 +21,10 @@ export interface EngineScorer {
   engine: Exclude<InferenceEngine, 'auto'>;
   /** Why 'auto' fell back to tfjs, if it did. */
   fallbackReason?: string;
+  /** ONNX Runtime execution provider and why ('onnx' only). */
+  executionProvider?: ExecutionProviderChoice;
+  /** ONNX Runtime intra-op threads ('onnx' only). */
+  threads?: number;
   /** undefined: keep the default scorer. */
   scorer?: Scorer;
   release(): Promise<void>;
@@ -24,7 +34,7 @@ export interface EngineScorer {
 export async function createEngineScorer(
   engine: InferenceEngine,
   models: ServedModel[],
-  opts: { threads?: number } = {},
+  opts: ScoringEngineOptions = {},
 ): Promise<EngineScorer> {
   if (engine === 'tfjs') return { engine: 'tfjs', release: async () => {} };
   const e = await createScoringEngine(
@@ -35,6 +45,8 @@ export async function createEngineScorer(
   return {
     engine: e.engine,
     fallbackReason: e.fallbackReason,
+    executionProvider: e.executionProvider,
+    threads: e.threads,
     scorer: e.engine === 'onnx' ? e.score : undefined,
     release: e.release,
   };

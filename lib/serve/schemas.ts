@@ -156,7 +156,11 @@ export const modelInfo = named(
 );
 export const modelsResponse = z.object({ models: z.array(modelInfo) });
 
-export const healthResponse = z.object({ status: z.literal('ok') });
+export const healthResponse = z.object({
+  status: z.literal('ok'),
+  /** What scores requests: engine, execution provider, threads, and any fallback reason. */
+  engine: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).optional(),
+});
 export const readyResponse = z.object({
   status: z.enum(['ready', 'not ready']),
   models: z.array(z.object({ category: z.string(), queueDepth: z.int() })),

@@ -3,7 +3,8 @@
  * browser test share. The tfjs inference backend must be selected before calling.
  */
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { buildServer, type ServeOptions } from './app';
+import { type DevicePreference, providerInfoJson } from '../onnx/execution-provider';
+import { buildServer, type EngineInfo, type ServeOptions } from './app';
 import { createEngineScorer, type InferenceEngine } from './engine';
 import { loadServedModels, type ServedModel, type SkippedPackage } from './models';
 import { resolveModelsSource } from './remote-models';
@@ -19,6 +20,8 @@ export interface StartOptions extends Omit<ServeOptions, 'models'> {
   engine?: InferenceEngine;
   /** ONNX Runtime intra-op threads (default: all cores). */
   engineThreads?: number;
+  /** ONNX Runtime execution provider: auto (default) | cpu | cuda | webgpu (lib/onnx/execution-provider). */
+  device?: DevicePreference;
 }
 
 export interface RunningServer {
@@ -27,15 +30,25 @@ export interface RunningServer {
   models: ServedModel[];
   skipped: SkippedPackage[];
   /** The inference engine in use ('auto' resolved) and why 'auto' fell back to tfjs, if it did. */
-  engine: { name: 'tfjs' | 'onnx'; fallbackReason?: string };
+  engine: { name: 'tfjs' | 'onnx'; fallbackReason?: string } & Partial<EngineInfo>;
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const { models, skipped } = await loadServedModels(await resolveModelsSource(opts.models));
   const engine = opts.scorer
     ? { engine: 'tfjs' as const, fallbackReason: undefined, release: async () => {} }
-    : await createEngineScorer(opts.engine ?? 'tfjs', models, { threads: opts.engineThreads });
-  const { app } = await buildServer({ ...opts, models, scorer: opts.scorer ?? engine.scorer });
+    : await createEngineScorer(opts.engine ?? 'tfjs', models, {
+        threads: opts.engineThreads,
+        device: opts.device,
+      });
+  const ep = 'executionProvider' in engine ? engine.executionProvider : undefined;
+  const engineInfo: EngineInfo = {
+    name: engine.engine,
+    ...(ep ? providerInfoJson(ep) : {}),
+    ...('threads' in engine && engine.threads !== undefined ? { threads: engine.threads } : {}),
+    ...(engine.fallbackReason ? { engineFallback: engine.fallbackReason } : {}),
+  };
+  const { app } = await buildServer({ ...opts, models, scorer: opts.scorer ?? engine.scorer, engineInfo });
   // The models were loaded here, so they are released here (after in-flight requests have drained).
   app.addHook('onClose', async () => {
     await engine.release();
@@ -47,6 +60,6 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     url: address,
     models,
     skipped,
-    engine: { name: engine.engine, fallbackReason: engine.fallbackReason },
+    engine: { ...engineInfo, name: engine.engine, fallbackReason: engine.fallbackReason },
   };
 }

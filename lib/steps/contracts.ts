@@ -78,6 +78,8 @@ export interface ProgressDetails {
   /** Run-dir-relative path of the newest checkpoint, so a retry can resume from it. */
   checkpoint?: string;
   message?: string;
+  /** Host GPU index of the training worker process (worker --gpus), when it has one. */
+  gpu?: string;
 }
 
 export interface StepHooks {

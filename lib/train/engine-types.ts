@@ -9,10 +9,29 @@ export interface StepOutput {
   terms: Partial<Record<LossTerm, number>>;
 }
 
+/** What actually ran a training engine's steps: recorded in metadata.json (engineInfo) and shown in reports. */
+export interface TrainEngineRuntime {
+  /** "onnxruntime-node 1.30.0", "tfjs 4.22.0 wasm". */
+  runtime: string;
+  /** ONNX Runtime execution provider (onnx engine only). */
+  executionProvider?: 'cpu' | 'cuda' | 'webgpu';
+  /** CPU threads of the engine (ONNX Runtime intra-op threads). */
+  threads?: number;
+  /** training.device as asked (after ANOMALY_SPOTTER_DEVICE). */
+  deviceRequested?: string;
+  cudaDeviceId?: number;
+  /** Host GPU index of this worker process (worker --gpus). */
+  gpu?: string;
+  /** Why `device: auto` did not end on a GPU provider. */
+  deviceFallback?: string;
+}
+
 export interface TrainEngine {
   readonly name: 'onnx' | 'tfjs';
   /** One line for logs and run metadata. */
   readonly description: string;
+  /** What runs the steps (absent: the tfjs backend named in the description). */
+  readonly runtime?: TrainEngineRuntime;
   /**
    * One optimisation step on `n` NHWC images in [0, 1] at learning rate `lr`: the network sees
    * `images` and the loss compares its output with `targets` (default: the images themselves;

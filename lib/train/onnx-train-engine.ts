@@ -38,13 +38,16 @@ import {
   TRAIN_OUTPUT_GRAD,
   unetConvLayers,
 } from '../model/onnx-train-graph';
+import type { ExecutionProviderChoice } from '../onnx/execution-provider';
 import { type AdamSlot, adamStep, clipByGlobalNorm } from './adam';
-import type { StepOutput, TrainEngine } from './engine-types';
+import type { StepOutput, TrainEngine, TrainEngineRuntime } from './engine-types';
 import { tfjsLossValue } from './tfjs-train-engine';
 
 export interface OnnxTrainEngineOptions {
   /** Intra-op threads of every session. */
   threads: number;
+  /** The execution provider of every session (lib/onnx/execution-provider); default CPU. */
+  executionProvider?: ExecutionProviderChoice;
 }
 
 interface Param extends AdamSlot {
@@ -87,6 +90,7 @@ export class OnnxTrainEngine implements TrainEngine {
     private readonly loss: LossFunction,
     private readonly cfg: TrainingConfig,
     readonly threads: number,
+    readonly executionProvider: ExecutionProviderChoice,
   ) {}
 
   static async create(
@@ -103,7 +107,13 @@ export class OnnxTrainEngine implements TrainEngine {
     // batch 32 on 2785 ms, 1949 MB vs off 3174 ms, 1244 MB. So: on for small steps, where it buys
     // 10-25 % for ~150-400 MB; off for large ones, which must stay well under 2 GB.
     const arena = cfg.batch_size * cfg.image_size ** 2 <= ARENA_MAX_PIXELS_PER_STEP;
-    const sessionOptions = ortSessionOptions({ threads: opts.threads, arena });
+    const executionProvider: ExecutionProviderChoice = opts.executionProvider ?? {
+      provider: 'cpu',
+      requested: 'cpu',
+      source: 'config',
+      attempts: [],
+    };
+    const sessionOptions = ortSessionOptions({ threads: opts.threads, arena, executionProvider });
     const forward = await ort.InferenceSession.create(
       buildForwardGraph(cfg.image_size, cfg.model.widths),
       sessionOptions,
@@ -152,6 +162,7 @@ export class OnnxTrainEngine implements TrainEngine {
       loss,
       cfg,
       opts.threads,
+      executionProvider,
     );
     await engine.syncFromModel();
     return engine;
@@ -161,7 +172,27 @@ export class OnnxTrainEngine implements TrainEngine {
     const where = this.lossGraph
       ? `the loss (${this.lossGraph.terms.join(', ') || 'none'}) and its gradient`
       : 'the loss and its gradient on tfjs (perceptual model)';
-    return `ONNX Runtime ${this.ort.env.versions.common} CPU, ${this.threads} thread(s), float32 (no mixed precision): forward and backward pass; ${where}`;
+    const ep = this.executionProvider;
+    const on = [
+      ep.deviceId !== undefined ? `device ${ep.deviceId}` : '',
+      ep.gpu !== undefined ? `host GPU ${ep.gpu}` : '',
+    ].filter(Boolean);
+    const epText = `${ep.provider}${on.length ? ` (${on.join(', ')})` : ''}`;
+    return `ONNX Runtime ${this.ort.env.versions.common}, ${epText} execution provider, ${this.threads} thread(s), float32 (no mixed precision): forward and backward pass; ${where}`;
+  }
+
+  /** What ran, for run metadata and reports. */
+  get runtime(): TrainEngineRuntime {
+    const ep = this.executionProvider;
+    return {
+      runtime: `onnxruntime-node ${this.ort.env.versions.common}`,
+      executionProvider: ep.provider,
+      threads: this.threads,
+      deviceRequested: ep.requested,
+      ...(ep.deviceId !== undefined ? { cudaDeviceId: ep.deviceId } : {}),
+      ...(ep.gpu !== undefined ? { gpu: ep.gpu } : {}),
+      ...(ep.fallbackReason ? { deviceFallback: ep.fallbackReason } : {}),
+    };
   }
 
   private paramFeeds(which: 'all' | 'kernels'): Record<string, Ort.Tensor> {

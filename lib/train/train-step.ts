@@ -3,7 +3,8 @@
  * trains (resuming from the previous attempt's checkpoint when there is one), and writes
  *   <stepDir>/best/model.json + weights.bin   the best-validation-loss model (artifact 'best_model')
  *   <stepDir>/history.json                    one record per epoch (artifact 'history')
- *   <stepDir>/metadata.json                   backend, training engine, mixed precision, perceptual loss, timings, RSS
+ *   <stepDir>/metadata.json                   backend, training engine + execution provider + threads (+ GPU index
+ *                                             and the reason for any CPU fallback), mixed precision, perceptual loss, timings, RSS
  *   <stepDir>/checkpoints/                    resumable checkpoints; <stepDir>/tensorboard/ events
  */
 import { dirname, isAbsolute, join, relative } from 'node:path';
@@ -16,6 +17,7 @@ import { fitPatchcoreStep } from '../models/patchcore/fit-step';
 import { createLogger, type Logger } from '../monitor/logger';
 import { trackerOptionsForStep } from '../monitor/step-tracking';
 import { createRunTracker, type RunTracker } from '../monitor/tracker';
+import { GPU_INDEX_ENV } from '../onnx/execution-provider';
 import type { JsonValue, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 import { writeJsonAtomic } from '../util/atomic';
@@ -33,7 +35,13 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
   if (modelKind(ctx.config) === 'patchcore') return fitPatchcoreStep(ctx, hooks);
   const startedAt = new Date();
   const cfg = ctx.config;
-  const log: Logger = createLogger({ category: ctx.category, step: ctx.step, attempt: hooks.attempt });
+  const gpu = process.env[GPU_INDEX_ENV] || undefined;
+  const log: Logger = createLogger({
+    category: ctx.category,
+    step: ctx.step,
+    attempt: hooks.attempt,
+    ...(gpu !== undefined ? { gpu } : {}),
+  });
   const preprocessDir = dirname(inputPath(ctx, 'preprocess', 'manifest'));
   const trainSplit = await readCachedSplit(preprocessDir, 'train');
   const valSplit = await readCachedSplit(preprocessDir, 'val').catch(() => null);
@@ -90,6 +98,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
           imagesPerSec: p.imagesPerSec,
           etaSec: p.etaSec,
           checkpoint: rel(p.checkpoint),
+          ...(gpu !== undefined ? { gpu } : {}),
         }),
     });
   } catch (err) {
@@ -116,6 +125,12 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
     model: `U-Net-lite autoencoder, widths ${cfg.model.widths.join(',')}`,
     backend: backend.name,
     engine: result.engine.name,
+    // What ran the steps (the tfjs backend above only matters for engine 'tfjs').
+    runtime: result.engine.runtime ?? null,
+    executionProvider: result.engine.executionProvider ?? null,
+    threads: result.engine.threads ?? null,
+    gpu: result.engine.gpu ?? gpu ?? null,
+    deviceFallback: result.engine.deviceFallback ?? null,
     epochsRun: result.epochsRun,
     totalEpochs: cfg.epochs,
     bestEpoch: result.bestEpoch,

@@ -32,7 +32,7 @@ import {
   type TrainState,
 } from './checkpoints';
 import { EarlyStopping } from './early-stopping';
-import { createTrainEngine, type TrainEngine } from './engine';
+import { createTrainEngine, type TrainEngine, type TrainEngineRuntime } from './engine';
 import { LrSchedule } from './schedule';
 import { createOptimizer } from './tfjs-train-engine';
 
@@ -88,7 +88,7 @@ export interface TrainResult {
   trainSeconds: number;
   meanImagesPerSec: number | null;
   /** The training engine (lib/train/engine) and why it was chosen. */
-  engine: { name: string; description: string; reason: string };
+  engine: { name: string; description: string; reason: string } & Partial<TrainEngineRuntime>;
 }
 
 /** Thrown after the cancellation checkpoint is written. */
@@ -389,6 +389,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     lossWeights: loss.weights,
     trainSeconds: (performance.now() - started) / 1000,
     meanImagesPerSec: computeSeconds > 0 ? imagesSeen / computeSeconds : null,
-    engine: { name: engine.name, description: engine.description, reason: engineReason },
+    engine: {
+      name: engine.name,
+      description: engine.description,
+      reason: engineReason,
+      ...(engine.runtime ?? { runtime: `tfjs ${tf.version.tfjs} ${tf.getBackend()}` }),
+    },
   };
 }

@@ -9,7 +9,7 @@ export async function opsPlugin(app: FastifyInstance, ctx: ServeContext): Promis
   app.get(
     '/healthz',
     { schema: { summary: 'Liveness', security: [], response: { 200: json('Alive', healthResponse) } } },
-    async () => ({ status: 'ok' }),
+    async () => ({ status: 'ok' as const, ...(ctx.engineInfo ? { engine: ctx.engineInfo } : {}) }),
   );
   app.get(
     '/readyz',
