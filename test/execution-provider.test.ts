@@ -172,7 +172,11 @@ describe('reports show what ran', () => {
       gpu: '1',
       peakRssMiB: 700,
     });
-    expect(cuda).toEqual({ backend: 'onnx (ONNX Runtime CUDA, host GPU 1, 4 CPU threads)', peakRssMb: 700 });
+    expect(cuda).toEqual({
+      model: null,
+      backend: 'onnx (ONNX Runtime CUDA, host GPU 1, 4 CPU threads)',
+      peakRssMb: 700,
+    });
     const fellBack = trainingFacts({
       backend: 'wasm',
       engine: 'onnx',

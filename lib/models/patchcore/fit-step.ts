@@ -48,7 +48,8 @@ export const fitPatchcoreStep: StepFunction = async (ctx, hooks) => {
     model: `PatchCore on ${backbone.name}`,
     backbone: backbone.name,
     backend: 'onnxruntime',
-    engine: 'onnxruntime',
+    // Feature extraction runs on ONNX Runtime's CPU provider; the coreset selection in JS.
+    engine: 'onnx',
     executionProvider: 'cpu',
     threads,
     images: train.count,
