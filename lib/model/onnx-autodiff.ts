@@ -308,6 +308,8 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
 
   // Producers of backward tensors, for folding Transpose(Transpose(x)).
   const producers = new Map<string, OnnxNode>();
+  const forwardProducers = new Map<string, OnnxNode>();
+  for (const n of opts.nodes) for (const o of n.output) forwardProducers.set(o, n);
   const emit = (op: string, inputs: string[], attrs: OnnxNode['attribute'] = []) => {
     const out = g.op(op, inputs, attrs);
     producers.set(out, g.nodes[g.nodes.length - 1]);
@@ -461,7 +463,7 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
         break;
       }
       case 'Conv':
-        convVjp(g, emit, transpose, n, dy, shapeOf, needs, add);
+        convVjp(g, emit, transpose, n, dy, shapeOf, needs, add, (t) => forwardProducers.get(t));
         break;
       default:
         throw new Error(`onnx autodiff: no gradient for ${n.op_type} (${n.name})`);
@@ -487,6 +489,7 @@ function convVjp(
   shapeOf: (name: string) => Shape,
   needs: (t: string) => boolean,
   add: (t: string, grad: string) => void,
+  forwardProducer: (t: string) => OnnxNode | undefined,
 ): void {
   const [x, w, bias] = n.input;
   const xs = shapeOf(x);
@@ -507,13 +510,22 @@ function convVjp(
 
   if (needs(x)) {
     if (group === 1 && st[0] === 1 && st[1] === 1 && pads.every((p, i) => p <= (i % 2 === 0 ? kh : kw) - 1)) {
-      const flipped = emit('Slice', [
-        w,
-        g.ints64([kh - 1, kw - 1]),
-        g.ints64([-kh - 1, -kw - 1]),
-        g.ints64([2, 3]),
-        g.ints64([-1, -1]),
-      ]);
+      // W flipped spatially. When W is a Transpose of a tensor K (a tfjs-layout kernel), K is sliced
+      // instead and the transposes fold into one (no copy of W in ONNX layout).
+      const wp = forwardProducer(w);
+      const perm = wp?.op_type === 'Transpose' ? attrInts(wp, 'perm') : undefined;
+      const slice = (t: string, axes: number[]) =>
+        emit('Slice', [
+          t,
+          g.ints64([kh - 1, kw - 1]),
+          g.ints64([-kh - 1, -kw - 1]),
+          g.ints64(axes),
+          g.ints64([-1, -1]),
+        ]);
+      const flipped =
+        wp && perm
+          ? emit('Transpose', [slice(wp.input[0], [perm[2], perm[3]])], [ints('perm', perm)])
+          : slice(w, [2, 3]);
       add(
         x,
         emit(
