@@ -3,7 +3,9 @@
  * and the generated U-Net-lite backward graph against the hand-written one.
  */
 import * as ort from 'onnxruntime-node';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../lib/model/backend';
+import { createLoss } from '../lib/model/losses';
 import { differentiate, extractGraph, type Shape } from '../lib/model/onnx-autodiff';
 import { buildGeneratedBackwardGraph } from '../lib/model/onnx-autodiff-unet';
 import { GraphBuilder } from '../lib/model/onnx-graph';
@@ -19,7 +21,11 @@ import {
   TRAIN_OUTPUT_GRAD,
   unetConvLayers,
 } from '../lib/model/onnx-train-graph';
+import { buildUNetLite } from '../lib/model/unet';
+import { type BackwardGraphKind, OnnxTrainEngine } from '../lib/train/onnx-train-engine';
+import { createOptimizer } from '../lib/train/tfjs-train-engine';
 import { Rng } from '../lib/util/rng';
+import { tinyConfig, tinySplit } from './support/train-fixtures';
 
 const OUT = 'out';
 const SEED = 'grad/out';
@@ -329,5 +335,44 @@ describe('generated U-Net-lite backward graph', () => {
     console.log(
       `generated vs hand-written backward, ${size} px ${widths}: max relative error ${worst.toExponential(2)}`,
     );
+  });
+});
+
+describe('ONNX training engine with the generated backward graph', () => {
+  beforeAll(async () => {
+    await selectBackend('wasm', 'train');
+  });
+
+  it('takes the same steps as with the hand-written one (full loss, clipping, AdamW)', async () => {
+    const c = tinyConfig({
+      grad_clip: 0.05,
+      optimizer: { name: 'adamw', lr: 1e-3, weight_decay: 0.01 },
+      loss: { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0 },
+      threads: 1,
+    });
+    const run = async (backwardGraph: BackwardGraphKind) => {
+      const model = buildUNetLite({ imageSize: c.image_size, widths: c.model.widths, seed: 3 });
+      const optimizer = createOptimizer(c);
+      const loss = await createLoss(c.loss, c.image_size);
+      const engine = await OnnxTrainEngine.create(model, optimizer, loss, c, { threads: 1, backwardGraph });
+      const losses: number[] = [];
+      for (let s = 0; s < 3; s++) {
+        const images = Float32Array.from(tinySplit(2, c.image_size, s + 1).images, (v) => v / 255);
+        losses.push((await engine.step(images, 2, 1e-3)).loss);
+      }
+      await engine.syncToModel();
+      const weights = model.getWeights().map((w) => w.dataSync().slice());
+      await engine.release();
+      model.dispose();
+      optimizer.dispose();
+      loss.dispose();
+      return { losses, weights };
+    };
+    const hand = await run('hand-written');
+    const generated = await run('generated');
+    expect(generated.losses).toEqual(hand.losses);
+    expect(generated.weights.length).toBe(hand.weights.length);
+    for (let i = 0; i < hand.weights.length; i++)
+      expect(relErr(generated.weights[i], hand.weights[i])).toBeLessThan(1e-6);
   });
 });
