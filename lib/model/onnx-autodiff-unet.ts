@@ -60,7 +60,7 @@ export function buildGeneratedBackwardGraph(imageSize: number, widths: number[])
     ...layers.map((l) => kernelName(l.name)),
     ...g.initializers.map((t) => t.name),
   ]);
-  const nodes = extractGraph(all, outputs, available);
+  const nodes = extractGraph(all, outputs, available, forward.length);
   return encodeModel({
     name: 'unet_lite_train_backward_generated',
     nodes,

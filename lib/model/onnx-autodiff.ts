@@ -646,10 +646,15 @@ function weightGradientTaps(g: GraphBuilder, emit: Emit, x: string, dy: string, 
 
 /**
  * The nodes needed to compute `outputs` from `available` tensors (graph inputs and initializers), in
- * the order of `nodes` (which must be topological): forward nodes whose results the backward nodes
- * refer to are kept, unused nodes are dropped. Throws when an output cannot be computed.
+ * a topological order (`nodes` must be one): forward nodes whose results the backward nodes refer to
+ * are kept, unused nodes are dropped. Throws when an output cannot be computed.
  */
-export function extractGraph(nodes: OnnxNode[], outputs: string[], available: Set<string>): OnnxNode[] {
+export function extractGraph(
+  nodes: OnnxNode[],
+  outputs: string[],
+  available: Set<string>,
+  deferBefore = 0,
+): OnnxNode[] {
   const producer = new Map<string, number>();
   nodes.forEach((n, i) => {
     for (const o of n.output) producer.set(o, i);
@@ -668,7 +673,23 @@ export function extractGraph(nodes: OnnxNode[], outputs: string[], available: Se
     keep.add(i);
     stack.push(...nodes[i].input);
   }
-  return nodes.filter((_, i) => keep.has(i));
+  // Kept nodes before index `deferBefore` (the forward nodes a backward graph recomputes) are placed
+  // just before their first consumer, as a hand-written graph computes them: ONNX Runtime runs nodes
+  // in this order, so their buffers are not all alive from the start.
+  const order: number[] = [];
+  const placed = new Set<number>();
+  const place = (i: number) => {
+    if (placed.has(i)) return;
+    placed.add(i);
+    for (const t of nodes[i].input) {
+      const j = producer.get(t);
+      if (j !== undefined && keep.has(j) && !available.has(t)) place(j);
+    }
+    order.push(i);
+  };
+  for (let i = 0; i < nodes.length; i++) if (keep.has(i) && i >= deferBefore) place(i);
+  for (let i = 0; i < nodes.length; i++) if (keep.has(i)) place(i);
+  return order.map((i) => nodes[i]);
 }
 
 /** Renames a tensor everywhere in `nodes` (e.g. a gradient to the graph output name it must have). */
