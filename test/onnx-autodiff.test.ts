@@ -2,7 +2,9 @@
  * lib/model/onnx-autodiff: finite-difference gradient checks on random and hand-made small graphs,
  * and the generated U-Net-lite backward graph against the hand-written one.
  */
+import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
+import protobuf from 'protobufjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../lib/model/backend';
 import { createLoss } from '../lib/model/losses';
@@ -281,7 +283,58 @@ describe('onnx autodiff: finite differences', () => {
   });
 });
 
+/**
+ * Each graph output's canonical hash: a node's hash covers its op, attributes and its inputs' hashes
+ * (a graph input or initializer by its name), so equal multisets mean the same computation, node for
+ * node, up to node and tensor names and node order.
+ */
+function canonicalOutputs(bytes: Uint8Array): { outputs: Map<string, string>; nodeCount: number } {
+  const root = protobuf.parse(
+    `syntax = "proto2"; package onnx;
+     message AttributeProto { optional string name = 1; optional float f = 2; optional int64 i = 3; optional bytes s = 4; repeated int64 ints = 8; }
+     message NodeProto { repeated string input = 1; repeated string output = 2; optional string op_type = 4; repeated AttributeProto attribute = 5; }
+     message ValueInfoProto { optional string name = 1; }
+     message GraphProto { repeated NodeProto node = 1; repeated ValueInfoProto output = 12; }
+     message ModelProto { optional GraphProto graph = 7; }`,
+    { keepCase: true },
+  ).root;
+  type Node = { input: string[]; output: string[]; op_type: string; attribute?: object[] };
+  const model = root
+    .lookupType('onnx.ModelProto')
+    .toObject(root.lookupType('onnx.ModelProto').decode(bytes), {
+      longs: Number,
+      bytes: String,
+    }) as { graph: { node: Node[]; output: { name: string }[] } };
+  const hashOf = new Map<string, string>();
+  for (const n of model.graph.node) {
+    const ins = n.input.map((i) => hashOf.get(i) ?? `input:${i}`);
+    if (['Sum', 'Add', 'Mul'].includes(n.op_type)) ins.sort(); // commutative (exactly, in floats too)
+    const h = createHash('sha1')
+      .update(JSON.stringify([n.op_type, n.attribute ?? [], ins]))
+      .digest('hex');
+    n.output.forEach((o, k) => {
+      hashOf.set(o, `${h}:${k}`);
+    });
+  }
+  return {
+    outputs: new Map(model.graph.output.map((o) => [o.name, hashOf.get(o.name) as string])),
+    nodeCount: model.graph.node.length,
+  };
+}
+
 describe('generated U-Net-lite backward graph', () => {
+  it('is the hand-written graph, node for node (up to names and order)', () => {
+    for (const [size, widths] of [
+      [32, [3, 5]],
+      [128, [16, 32, 64, 128]],
+    ] as [number, number[]][]) {
+      const hand = canonicalOutputs(buildBackwardGraph(size, widths));
+      const gen = canonicalOutputs(buildGeneratedBackwardGraph(size, widths));
+      expect(gen.outputs).toEqual(hand.outputs);
+      expect(gen.nodeCount).toBe(hand.nodeCount);
+    }
+  });
+
   it.each([
     { size: 16, widths: [4], n: 1 },
     { size: 32, widths: [3, 5], n: 3 },

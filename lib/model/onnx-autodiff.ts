@@ -552,7 +552,7 @@ function convVjp(
             ints('strides', st),
             ints('pads', pads),
             ints('output_padding', op),
-            int('group', group),
+            ...(group === 1 ? [] : [int('group', group)]),
           ],
         ),
       );
