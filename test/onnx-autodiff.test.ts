@@ -11,7 +11,8 @@ import { createLoss } from '../lib/model/losses';
 import { differentiate, extractGraph, type Shape } from '../lib/model/onnx-autodiff';
 import { buildGeneratedBackwardGraph } from '../lib/model/onnx-autodiff-unet';
 import { GraphBuilder } from '../lib/model/onnx-graph';
-import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../lib/model/onnx-proto';
+import { buildLossGraph, LOSS_GRAD, LOSS_PRED, LOSS_TARGET, LOSS_TOTAL } from '../lib/model/onnx-loss-graph';
+import { decodeModel, encodeModel, floatTensor, int, ints, str, valueInfo } from '../lib/model/onnx-proto';
 import {
   activationName,
   biasName,
@@ -388,6 +389,76 @@ describe('generated U-Net-lite backward graph', () => {
     console.log(
       `generated vs hand-written backward, ${size} px ${widths}: max relative error ${worst.toExponential(2)}`,
     );
+  });
+});
+
+describe('generated loss gradient', () => {
+  // The loss graph's forward nodes (mse, SSIM with grouped Gaussian convs, Sobel edge term, symbolic batch
+  // size) differentiated w.r.t. the reconstruction: equal to its hand-written dLoss/dReconstruction.
+  it.each([
+    { terms: { mse: 1, ssim: 0, edge: 0 } },
+    { terms: { mse: 1, ssim: 0.5, edge: 0.2 } },
+    { terms: { mse: 0, ssim: 1, edge: 0 } },
+    { terms: { mse: 0, ssim: 0, edge: 1 } },
+  ])('equals the hand-written loss graph: $terms', async ({ terms }) => {
+    const size = 16;
+    const n = 2;
+    const weights = { ...terms, perceptual: 0 };
+    const bytes = buildLossGraph(size, weights);
+    const loss = decodeModel(bytes);
+    const g = new GraphBuilder();
+    const image = ['N', size, size, 3];
+    const seed = 'grad/loss';
+    const { grads } = differentiate(g, {
+      nodes: loss.nodes,
+      initializers: loss.initializers,
+      inputShapes: { [LOSS_TARGET]: image, [LOSS_PRED]: image },
+      seeds: { [LOSS_TOTAL]: seed },
+      wrt: [LOSS_PRED],
+    });
+    const grad = grads.get(LOSS_PRED) as string;
+    // Content-keyed constants ('const/...') the loss graph has too: keep one of each name.
+    const inits = [...loss.initializers, ...g.initializers].filter(
+      (t, i, all) => all.findIndex((u) => u.name === t.name) === i,
+    );
+    const nodes = extractGraph(
+      [...loss.nodes, ...g.nodes],
+      [grad],
+      new Set([LOSS_TARGET, LOSS_PRED, seed, ...inits.map((t) => t.name)]),
+      loss.nodes.length,
+    );
+    const generated = await ort.InferenceSession.create(
+      encodeModel({
+        name: 'loss_grad_generated',
+        nodes,
+        initializers: inits,
+        inputs: [valueInfo(LOSS_TARGET, image), valueInfo(LOSS_PRED, image), valueInfo(seed, [])],
+        outputs: [valueInfo(grad, image)],
+      }),
+      { intraOpNumThreads: 1 },
+    );
+    const hand = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
+    const rng = new Rng(17);
+    const shape = [n, size, size, 3];
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: numel(shape) }, () => rng.next()),
+      shape,
+    );
+    const p = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: numel(shape) }, () => rng.next()),
+      shape,
+    );
+    const a = await hand.run({ [LOSS_TARGET]: x, [LOSS_PRED]: p });
+    const b = await generated.run({
+      [LOSS_TARGET]: x,
+      [LOSS_PRED]: p,
+      [seed]: new ort.Tensor('float32', Float32Array.of(1), []),
+    });
+    const e = relErr(b[grad].data as Float32Array, a[LOSS_GRAD].data as Float32Array);
+    console.log(`generated vs hand-written loss gradient ${JSON.stringify(terms)}: ${e.toExponential(2)}`);
+    expect(e).toBeLessThan(1e-4);
   });
 });
 

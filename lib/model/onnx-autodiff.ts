@@ -300,7 +300,7 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
     const parts = pending.get(t);
     if (!parts || parts.length === 0) return undefined;
     if (parts.length === 1) return parts[0];
-    const s = g.op('Sum', parts);
+    const s = emit('Sum', parts);
     pending.set(t, [s]);
     return s;
   };
@@ -310,9 +310,21 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
   const producers = new Map<string, OnnxNode>();
   const forwardProducers = new Map<string, OnnxNode>();
   for (const n of opts.nodes) for (const o of n.output) forwardProducers.set(o, n);
+  // Backward node and tensor names: 'grad/<op>_<k>', unique also when the forward nodes come from
+  // another builder (a decoded model) whose generated names would collide with g's.
+  const taken = new Set(opts.nodes.flatMap((n) => [n.name, ...n.output]));
+  let count = 0;
+  const fresh = (op: string) => {
+    let name = `grad/${op}_${count++}`;
+    while (taken.has(name) || taken.has(`${name}:0`)) name = `grad/${op}_${count++}`;
+    return name;
+  };
   const emit = (op: string, inputs: string[], attrs: OnnxNode['attribute'] = []) => {
-    const out = g.op(op, inputs, attrs);
-    producers.set(out, g.nodes[g.nodes.length - 1]);
+    const name = fresh(op);
+    const out = g.op(op, inputs, attrs, `${name}:0`);
+    const node = g.nodes[g.nodes.length - 1];
+    node.name = name;
+    producers.set(out, node);
     return out;
   };
   const transpose = (x: string, perm: number[]): string => {
@@ -435,10 +447,11 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
       case 'Concat': {
         const axis = normAxes([attrInt(n, 'axis', 0)], yShape().length)[0];
         const sizes = n.input.map((i) => Number(shapeOf(i)[axis]));
-        const outs = n.input.map((_, k) => `grad/${n.name}:split${k}`);
+        const name = fresh('Split');
+        const outs = n.input.map((_, k) => `${name}:${k}`);
         g.nodes.push({
           op_type: 'Split',
-          name: `Split_grad_${n.name}`,
+          name,
           input: [dy, g.ints64(sizes)],
           output: outs,
           attribute: [int('axis', axis)],
