@@ -6,9 +6,8 @@
  *   out: grad/<layer>/kernel [kh,kw,ci,co] and grad/<layer>/bias [co] of every layer
  * test/onnx-autodiff.test.ts checks it against the hand-written graph.
  */
-import { differentiate, extractGraph, renameTensor } from './onnx-autodiff';
-import { GraphBuilder } from './onnx-graph';
-import { encodeModel, valueInfo } from './onnx-proto';
+import { buildBackwardModel } from './onnx-autodiff';
+import { valueInfo } from './onnx-proto';
 import {
   activationName,
   biasName,
@@ -23,51 +22,24 @@ import {
 
 export function buildGeneratedBackwardGraph(imageSize: number, widths: number[]): Uint8Array {
   const layers = unetConvLayers(imageSize, widths);
-  const g = new GraphBuilder();
-  buildForwardNodes(g, imageSize, widths);
-  const forward = g.nodes.splice(0, g.nodes.length);
-  const params = layers.flatMap((l) => [kernelName(l.name), biasName(l.name)]);
-  const inputShapes: Record<string, (number | string)[]> = {
-    [TRAIN_INPUT]: ['N', imageSize, imageSize, 3],
-  };
+  const image = ['N', imageSize, imageSize, 3];
+  const inputShapes: Record<string, (number | string)[]> = { [TRAIN_INPUT]: image };
+  const wrt: Record<string, string> = {};
   for (const l of layers) {
     inputShapes[kernelName(l.name)] = [l.k, l.k, l.ci, l.co];
     inputShapes[biasName(l.name)] = [l.co];
+    wrt[kernelName(l.name)] = gradName(kernelName(l.name));
+    wrt[biasName(l.name)] = gradName(biasName(l.name));
   }
-  const { grads } = differentiate(g, {
-    nodes: forward,
-    initializers: g.initializers,
+  return buildBackwardModel({
+    name: 'unet_lite_train_backward_generated',
+    forward: (g) => buildForwardNodes(g, imageSize, widths),
     inputShapes,
     seeds: { [TRAIN_OUTPUT]: TRAIN_OUTPUT_GRAD },
-    wrt: params,
-  });
-  const backward = g.nodes.splice(0, g.nodes.length);
-  const all = [...forward, ...backward];
-  const produced = new Set(backward.flatMap((n) => n.output));
-  const outputs: string[] = [];
-  for (const p of params) {
-    const d = grads.get(p);
-    if (!d) throw new Error(`generated backward graph: no gradient reaches ${p}`);
-    const name = gradName(p);
-    if (produced.has(d)) renameTensor(backward, d, name);
-    else all.push({ op_type: 'Identity', name: `Identity_${name}`, input: [d], output: [name] });
-    outputs.push(name);
-  }
-  const available = new Set([
-    TRAIN_INPUT,
-    TRAIN_OUTPUT_GRAD,
-    ...layers.map((l) => activationName(l.name)),
-    ...layers.map((l) => kernelName(l.name)),
-    ...g.initializers.map((t) => t.name),
-  ]);
-  const nodes = extractGraph(all, outputs, available, forward.length);
-  return encodeModel({
-    name: 'unet_lite_train_backward_generated',
-    nodes,
-    initializers: g.initializers,
+    wrt,
     inputs: [
-      valueInfo(TRAIN_INPUT, ['N', imageSize, imageSize, 3]),
-      valueInfo(TRAIN_OUTPUT_GRAD, ['N', imageSize, imageSize, 3]),
+      valueInfo(TRAIN_INPUT, image),
+      valueInfo(TRAIN_OUTPUT_GRAD, image),
       ...layers.map((l) => valueInfo(activationName(l.name), ['N', l.co, l.outSize, l.outSize])),
       ...layers.map((l) => valueInfo(kernelName(l.name), [l.k, l.k, l.ci, l.co])),
     ],

@@ -7,7 +7,8 @@
  * Only the nodes on a path from a `wrt` tensor to a seeded output are differentiated. A VJP refers to
  * forward tensors (a Conv's input, an activation's output) by name; `extractGraph` then keeps the
  * forward nodes that compute the referenced tensors which the backward graph does not get as inputs
- * (e.g. the U-Net's concat of upsampled and skip maps), and drops everything unused.
+ * (e.g. the U-Net's concat of upsampled and skip maps), and drops everything unused. buildBackwardModel
+ * does all of it and encodes the model (lib/model/onnx-autodiff-unet: the U-Net-lite's backward graph).
  *
  * VJPs (NCHW, opset 17):
  *   Conv (group 1 or grouped, any stride, explicit pads, dilation 1):
@@ -27,8 +28,8 @@
  *   ReduceSum, ReduceMean: Expand back to the input shape (/ count for the mean).
  * Non-differentiable (no gradient flows through): Shape, Size, Cast, Sign, Greater, Less, Equal.
  */
-import type { GraphBuilder } from './onnx-graph';
-import { int, ints, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { GraphBuilder } from './onnx-graph';
+import { encodeModel, int, ints, type OnnxNode, type OnnxTensor, type valueInfo } from './onnx-proto';
 
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -711,4 +712,57 @@ export function renameTensor(nodes: OnnxNode[], from: string, to: string): void 
     n.input = n.input.map((i) => (i === from ? to : i));
     n.output = n.output.map((o) => (o === from ? to : o));
   }
+}
+
+export interface BackwardModelOptions {
+  name: string;
+  /** Appends the forward nodes (and their constants) to the builder. */
+  forward: (g: GraphBuilder) => void;
+  /** Shapes of the forward graph's inputs (string dims symbolic). */
+  inputShapes: Record<string, Shape>;
+  /** Forward tensor -> the backward-graph input that carries dLoss/dTensor. */
+  seeds: Record<string, string>;
+  /** Tensor to differentiate -> the name of its gradient output. */
+  wrt: Record<string, string>;
+  /**
+   * The backward graph's inputs (seeds, and the forward tensors it is fed rather than recomputes, such
+   * as saved activations); forward nodes computing anything else it needs are kept in the graph.
+   */
+  inputs: ReturnType<typeof valueInfo>[];
+  outputs: ReturnType<typeof valueInfo>[];
+}
+
+/**
+ * A backward graph as an ONNX model: the forward nodes differentiated, the gradients named as asked,
+ * only the nodes they need (forward ones recomputed from the inputs just before their first use).
+ */
+export function buildBackwardModel(o: BackwardModelOptions): Uint8Array {
+  const g = new GraphBuilder();
+  o.forward(g);
+  const forward = g.nodes.splice(0, g.nodes.length);
+  const { grads } = differentiate(g, {
+    nodes: forward,
+    initializers: g.initializers,
+    inputShapes: o.inputShapes,
+    seeds: o.seeds,
+    wrt: Object.keys(o.wrt),
+  });
+  const backward = g.nodes.splice(0, g.nodes.length);
+  const all = [...forward, ...backward];
+  const produced = new Set(backward.flatMap((n) => n.output));
+  for (const [t, name] of Object.entries(o.wrt)) {
+    const d = grads.get(t);
+    if (!d) throw new Error(`onnx autodiff: no gradient reaches ${t}`);
+    if (produced.has(d)) renameTensor(backward, d, name);
+    else all.push({ op_type: 'Identity', name: `Identity_${name}`, input: [d], output: [name] });
+  }
+  const available = new Set([...o.inputs.map((i) => i.name), ...g.initializers.map((t) => t.name)]);
+  const nodes = extractGraph(all, Object.values(o.wrt), available, forward.length);
+  return encodeModel({
+    name: o.name,
+    nodes,
+    initializers: g.initializers,
+    inputs: o.inputs,
+    outputs: o.outputs,
+  });
 }
