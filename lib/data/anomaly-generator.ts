@@ -184,30 +184,30 @@ export function perlinField(
       gy[i] = Math.sin(a);
     }
     const off = (g - 1) / 2;
-    for (let y = 0; y < size; y++)
+    const inv = 1 / cs;
+    for (let y = 0; y < size; y++) {
+      const dy = y + 0.5 - c;
       for (let x = 0; x < size; x++) {
         const dx = x + 0.5 - c;
-        const dy = y + 0.5 - c;
-        const u = (cos * dx - sin * dy) / cs + off;
-        const v = (sin * dx + cos * dy) / cs + off;
+        const u = (cos * dx - sin * dy) * inv + off;
+        const v = (sin * dx + cos * dy) * inv + off;
         const i0 = Math.floor(u);
         const j0 = Math.floor(v);
         const fu = u - i0;
         const fv = v - j0;
-        const dot = (i: number, j: number, du: number, dv: number) => {
-          const k = j * g + i;
-          return gx[k] * du + gy[k] * dv;
-        };
-        const n00 = dot(i0, j0, fu, fv);
-        const n10 = dot(i0 + 1, j0, fu - 1, fv);
-        const n01 = dot(i0, j0 + 1, fu, fv - 1);
-        const n11 = dot(i0 + 1, j0 + 1, fu - 1, fv - 1);
+        const k00 = j0 * g + i0;
+        const k01 = k00 + g;
+        const n00 = gx[k00] * fu + gy[k00] * fv;
+        const n10 = gx[k00 + 1] * (fu - 1) + gy[k00 + 1] * fv;
+        const n01 = gx[k01] * fu + gy[k01] * (fv - 1);
+        const n11 = gx[k01 + 1] * (fu - 1) + gy[k01 + 1] * (fv - 1);
         const su = fade(fu);
         const sv = fade(fv);
         const top = n00 + su * (n10 - n00);
         const bottom = n01 + su * (n11 - n01);
         field[y * size + x] += amp * (top + sv * (bottom - top));
       }
+    }
     amp /= 2;
   }
   return field;
