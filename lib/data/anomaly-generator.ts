@@ -213,9 +213,14 @@ export function perlinField(
   return field;
 }
 
-/** A thresholded Perlin region covering `areaFraction` of the image (the noise quantile), >= 1 px. */
+/**
+ * A thresholded Perlin region covering `areaFraction` of the image (the noise quantile), >= 1 px. Most
+ * regions are localised: the noise is added to a Gaussian bump at a random centre (weight 0.2-1.5 of
+ * the noise), so the threshold cuts one blob with Perlin edges and a few satellites; a quarter are
+ * DRAEM's plain thresholded noise, blobs scattered over the whole image.
+ */
 function perlinRegion(size: number, areaFraction: number, rng: Rng): Uint8Array {
-  const minCell = Math.max(2, size / 32);
+  const minCell = Math.max(2, size / 16);
   const maxCell = Math.max(minCell, size / 2);
   const cell = minCell * (maxCell / minCell) ** rng.next(); // log-uniform scale
   const angle = rng.next() * Math.PI;
@@ -223,6 +228,17 @@ function perlinRegion(size: number, areaFraction: number, rng: Rng): Uint8Array 
   const field = perlinField(size, cell, angle, octaves, rng);
   const px = size * size;
   const target = Math.min(px, Math.max(1, Math.round(areaFraction * px)));
+  if (rng.next() < 0.75) {
+    const cx = rng.uniform(0, size);
+    const cy = rng.uniform(0, size);
+    const radius = Math.max(1, Math.sqrt(target / Math.PI) * rng.uniform(0.8, 1.6));
+    const noiseWeight = rng.uniform(0.2, 1.5);
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++) {
+        const d2 = ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2) / (radius * radius);
+        field[y * size + x] = Math.exp(-d2) + noiseWeight * field[y * size + x];
+      }
+  }
   const sorted = Float32Array.from(field).sort();
   const threshold = sorted[px - target]; // the target-th largest value
   const region = new Uint8Array(px);
