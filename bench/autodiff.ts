@@ -8,7 +8,9 @@
  */
 import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
+import { buildGeneratedLossGraph } from '../lib/model/onnx-autodiff-loss';
 import { buildGeneratedBackwardGraph } from '../lib/model/onnx-autodiff-unet';
+import { buildLossGraph, LOSS_PRED, LOSS_TARGET } from '../lib/model/onnx-loss-graph';
 import { ortSessionOptions } from '../lib/model/onnx-session';
 import {
   activationName,
@@ -109,8 +111,28 @@ async function main() {
     ratioOfMedians: Math.round((median(t.generated) / median(t.hand)) * 1000) / 1000,
     ratioOfMins: Math.round((Math.min(...t.generated) / Math.min(...t.hand)) * 1000) / 1000,
   });
+  // The loss graph (mse 1, ssim 0.5, edge 0.2: the pipeline's terms): hand-derived vs generated gradient.
+  const weights = { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0 };
+  const lossGraphs = {
+    hand: await ort.InferenceSession.create(buildLossGraph(size, weights), opts),
+    generated: await ort.InferenceSession.create(buildGeneratedLossGraph(size, weights), opts),
+  };
+  const lossFeeds = { [LOSS_TARGET]: image, [LOSS_PRED]: fwd.reconstruction };
+  const lossWall: Record<string, number[]> = { hand: [], generated: [] };
+  const lossCpu: Record<string, number[]> = { hand: [], generated: [] };
+  for (const k of kinds) await lossGraphs[k].run(lossFeeds);
+  for (let r = 0; r < Number(o.repeat) * steps; r++)
+    for (const k of r % 2 === 0 ? kinds : [...kinds].reverse()) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await lossGraphs[k].run(lossFeeds);
+      lossWall[k].push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      lossCpu[k].push((c.user + c.system) / 1000);
+    }
   console.log(
     JSON.stringify({
+      loss: { terms: weights, wallMs: summary(lossWall), cpuMs: summary(lossCpu) },
       size,
       batch: n,
       widths,
