@@ -8,7 +8,7 @@ import protobuf from 'protobufjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../lib/model/backend';
 import { createLoss } from '../lib/model/losses';
-import { differentiate, extractGraph, type Shape } from '../lib/model/onnx-autodiff';
+import { differentiate, extractGraph, type Shape, usedInitializers } from '../lib/model/onnx-autodiff';
 import { buildGeneratedLossGraph } from '../lib/model/onnx-autodiff-loss';
 import { buildGeneratedBackwardGraph } from '../lib/model/onnx-autodiff-unet';
 import { GraphBuilder } from '../lib/model/onnx-graph';
@@ -70,7 +70,7 @@ async function session(
   const bytes = encodeModel({
     name: 'autodiff_test',
     nodes,
-    initializers: g.initializers,
+    initializers: usedInitializers(nodes, g.initializers),
     inputs: Object.entries(inputs).map(([n, s]) => valueInfo(n, s)),
     outputs: outputs.map((o) => ({ name: o })) as ReturnType<typeof valueInfo>[],
   });

@@ -6,7 +6,7 @@
  * bench/autodiff.ts times both. The training engine keeps the hand-written graph.
  */
 import type { LossTerm } from './losses';
-import { differentiate, extractGraph, renameTensor } from './onnx-autodiff';
+import { differentiate, extractGraph, renameTensor, usedInitializers } from './onnx-autodiff';
 import { GraphBuilder } from './onnx-graph';
 import {
   buildLossGraph,
@@ -57,7 +57,7 @@ export function buildGeneratedLossGraph(
   return encodeModel({
     name: `${hand.name}_generated`,
     nodes,
-    initializers,
+    initializers: usedInitializers(nodes, initializers),
     inputs: hand.inputs,
     outputs: hand.outputs,
   });

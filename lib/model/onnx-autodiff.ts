@@ -706,6 +706,12 @@ export function extractGraph(
   return order.map((i) => nodes[i]);
 }
 
+/** The initializers that `nodes` use (a builder's constants for dropped nodes would make ONNX Runtime warn). */
+export function usedInitializers(nodes: OnnxNode[], initializers: OnnxTensor[]): OnnxTensor[] {
+  const used = new Set(nodes.flatMap((n) => n.input));
+  return initializers.filter((t) => used.has(t.name));
+}
+
 /** Renames a tensor everywhere in `nodes` (e.g. a gradient to the graph output name it must have). */
 export function renameTensor(nodes: OnnxNode[], from: string, to: string): void {
   for (const n of nodes) {
@@ -761,7 +767,7 @@ export function buildBackwardModel(o: BackwardModelOptions): Uint8Array {
   return encodeModel({
     name: o.name,
     nodes,
-    initializers: g.initializers,
+    initializers: usedInitializers(nodes, g.initializers),
     inputs: o.inputs,
     outputs: o.outputs,
   });
