@@ -23,7 +23,7 @@
  *          kernel fed through Transpose gets its gradient without any copy).
  *   Resize (nearest, asymmetric, floor, integer scales): sum over each s x s block (AveragePool * s²).
  *   Concat: Split.  Relu: dy * Sign(y).  Sigmoid: dy * y (1 - y).  Sqrt: dy / (2y).  Abs: dy Sign(x).
- *   Neg, Reciprocal, Identity, Transpose, Reshape / Unsqueeze / Squeeze.
+ *   Exp: dy y.  Log: dy / x.  Neg, Reciprocal, Identity, Transpose, Reshape / Unsqueeze / Squeeze.
  *   Add, Sub, Mul, Div, Sum, Where: with numpy broadcasting (gradients summed over broadcast axes).
  *   ReduceSum, ReduceMean: Expand back to the input shape (/ count for the mean).
  * Non-differentiable (no gradient flows through): Shape, Size, Cast, Sign, Greater, Less, Equal.
@@ -384,6 +384,12 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
         break;
       case 'Sqrt':
         add(a, emit('Div', [emit('Mul', [dy, g.floats([0.5])]), y]));
+        break;
+      case 'Exp':
+        add(a, emit('Mul', [dy, y]));
+        break;
+      case 'Log':
+        add(a, emit('Div', [dy, a]));
         break;
       case 'Reciprocal':
         add(a, emit('Neg', [emit('Mul', [dy, emit('Mul', [y, y])])]));
