@@ -1,5 +1,13 @@
+import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { focalLoss, focalLossFromLogits } from '../lib/model/focal-loss';
+import {
+  buildFocalLossGraph,
+  FOCAL_GRAD,
+  FOCAL_LOSS,
+  FOCAL_MASK,
+  FOCAL_PROB,
+} from '../lib/model/onnx-focal-loss';
 
 describe('focal loss', () => {
   it('focal loss on hand cases', () => {
@@ -57,4 +65,29 @@ describe('focal loss', () => {
       });
     }
   });
+});
+
+describe('focal loss as an ONNX graph (generated gradient)', () => {
+  it.each([{}, { gamma: 0 }, { gamma: 1.5, alpha: 0.25 }, { gamma: 2, alpha: 0.75, eps: 1e-4 }])(
+    'equals the JS focal loss and its gradient: %o',
+    async (opts) => {
+      const shape = [2, 1, 4, 4];
+      const len = 32;
+      const prob = Float32Array.from({ length: len }, (_, i) =>
+        i === 3 ? 0 : i === 5 ? 1 : 0.02 + (0.96 * ((i * 37) % 31)) / 31,
+      );
+      const mask = Float32Array.from({ length: len }, (_, i) => (i % 3 === 0 ? 1 : i % 7 === 0 ? 0.5 : 0));
+      const session = await ort.InferenceSession.create(buildFocalLossGraph(['N', 1, 4, 4], opts), {
+        intraOpNumThreads: 1,
+      });
+      const out = await session.run({
+        [FOCAL_PROB]: new ort.Tensor('float32', prob, shape),
+        [FOCAL_MASK]: new ort.Tensor('float32', mask, shape),
+      });
+      const ref = focalLoss(prob, mask, opts);
+      expect(out[FOCAL_LOSS].data[0]).toBeCloseTo(ref.loss, 5);
+      const g = out[FOCAL_GRAD].data as Float32Array;
+      for (let i = 0; i < len; i++) expect(g[i]).toBeCloseTo(ref.grad[i], 5);
+    },
+  );
 });

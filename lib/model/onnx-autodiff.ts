@@ -24,7 +24,7 @@
  *   Resize (nearest, asymmetric, floor, integer scales): sum over each s x s block (AveragePool * s²).
  *   Concat: Split.  Relu: dy * Sign(y).  Sigmoid: dy * y (1 - y).  Sqrt: dy / (2y).  Abs: dy Sign(x).
  *   Exp: dy y.  Log: dy / x.  Neg, Reciprocal, Identity, Transpose, Reshape / Unsqueeze / Squeeze.
- *   Add, Sub, Mul, Div, Sum, Where: with numpy broadcasting (gradients summed over broadcast axes).
+ *   Add, Sub, Mul, Div, Pow, Sum, Where: with numpy broadcasting (gradients summed over broadcast axes).
  *   ReduceSum, ReduceMean: Expand back to the input shape (/ count for the mean).
  * Non-differentiable (no gradient flows through): Shape, Size, Cast, Sign, Greater, Less, Equal.
  */
@@ -154,6 +154,7 @@ function inferShapes(
       case 'Sub':
       case 'Mul':
       case 'Div':
+      case 'Pow':
       case 'Sum':
       case 'Where':
       case 'Greater':
@@ -424,6 +425,21 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
         if (needs(a)) add(a, unbroadcast(emit('Div', [dy, b]), yShape(), shapeOf(a), a));
         if (needs(b))
           add(b, unbroadcast(emit('Neg', [emit('Mul', [dy, emit('Div', [y, b])])]), yShape(), shapeOf(b), b));
+        break;
+      case 'Pow':
+        // d a^b / da = b a^(b-1);  d a^b / db = a^b log a
+        if (needs(a))
+          add(
+            a,
+            unbroadcast(
+              emit('Mul', [dy, emit('Mul', [b, emit('Pow', [a, emit('Sub', [b, g.floats([1])])])])]),
+              yShape(),
+              shapeOf(a),
+              a,
+            ),
+          );
+        if (needs(b))
+          add(b, unbroadcast(emit('Mul', [dy, emit('Mul', [y, emit('Log', [a])])]), yShape(), shapeOf(b), b));
         break;
       case 'Where': {
         const [cond, x1, x2] = n.input;
@@ -742,6 +758,8 @@ export interface BackwardModelOptions {
    */
   inputs: ReturnType<typeof valueInfo>[];
   outputs: ReturnType<typeof valueInfo>[];
+  /** Forward tensors the model outputs too (e.g. the loss value next to its gradient). */
+  extraOutputs?: string[];
 }
 
 /**
@@ -769,7 +787,12 @@ export function buildBackwardModel(o: BackwardModelOptions): Uint8Array {
     else all.push({ op_type: 'Identity', name: `Identity_${name}`, input: [d], output: [name] });
   }
   const available = new Set([...o.inputs.map((i) => i.name), ...g.initializers.map((t) => t.name)]);
-  const nodes = extractGraph(all, Object.values(o.wrt), available, forward.length);
+  const nodes = extractGraph(
+    all,
+    [...(o.extraOutputs ?? []), ...Object.values(o.wrt)],
+    available,
+    forward.length,
+  );
   return encodeModel({
     name: o.name,
     nodes,
