@@ -247,7 +247,7 @@ describe('onnx autodiff: finite differences', () => {
     expect(err).toBeLessThan(2e-2);
   });
 
-  it('reductions, division, Sqrt, Abs, Neg, Reciprocal, Exp, Log, Where, Transpose, Reshape, Unsqueeze, Sum', async () => {
+  it('reductions, division, Sqrt, Abs, Neg, Reciprocal, Exp, Log, Pow, Where, Transpose, Reshape, Unsqueeze, Sum', async () => {
     const g = new GraphBuilder();
     const t = g.transpose('x', [0, 2, 3, 1]); // [2,5,5,3]
     const m = g.op('ReduceMean', [t], [ints('axes', [1, 2]), int('keepdims', 1)]); // [2,1,1,3]
@@ -256,7 +256,11 @@ describe('onnx autodiff: finite differences', () => {
     const d = g.op('Div', [g.op('Sub', [t, m]), g.op('Add', [g.op('Mul', [u, u]), g.floats([1])])]);
     const q = g.op('Sqrt', [g.op('Add', [g.op('Abs', [g.op('Neg', [d])]), g.floats([0.5])])]);
     const r0 = g.op('Reciprocal', [g.op('Add', [g.op('Mul', [q, q]), g.floats([1])])]);
-    const r = g.op('Log', [g.op('Add', [g.op('Exp', [r0]), g.floats([0.5])])]);
+    const r1 = g.op('Log', [g.op('Add', [g.op('Exp', [r0]), g.floats([0.5])])]);
+    const r = g.op('Pow', [
+      g.op('Add', [r1, g.floats([1])]),
+      g.op('Add', [g.op('Abs', ['y']), g.floats([0.5])]),
+    ]);
     const w = g.op('Where', [
       g.op('Greater', [d, g.floats([0])]),
       g.op('Mul', [d, r]),
