@@ -30,6 +30,12 @@ export const syntheticDefectsSchema = z
     /** Side of a defect, as a fraction of the image side. */
     min_size: z.number().gt(0).max(1).default(0.05),
     max_size: z.number().gt(0).max(1).default(0.25),
+    /**
+     * 'patches': rectangles/ellipses cut from the image or flat colours (lib/data/synthetic-defects);
+     * 'realistic': Perlin-noise regions and thin strokes blended with self, other-image, shuffled-tile,
+     * procedural, colour-shift and blur sources (lib/data/anomaly-generator; area min_size² to max_size²).
+     */
+    generator: z.enum(['patches', 'realistic']).default('patches'),
   })
   .strict()
   .refine((d) => d.min_size <= d.max_size, {

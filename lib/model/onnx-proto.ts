@@ -163,3 +163,39 @@ export function encodeModel(g: OnnxGraph): Uint8Array {
   });
   return ModelProto.encode(message).finish();
 }
+
+/** The graph of a model written by encodeModel (or any model using only this schema subset). */
+export function decodeModel(bytes: Uint8Array): OnnxGraph {
+  const m = ModelProto.toObject(ModelProto.decode(bytes), {
+    longs: Number,
+    defaults: false,
+    arrays: true,
+  }) as {
+    graph: {
+      name?: string;
+      node: (OnnxNode & { attribute: Attr[] })[];
+      initializer: OnnxTensor[];
+      input: ReturnType<typeof valueInfo>[];
+      output: ReturnType<typeof valueInfo>[];
+    };
+  };
+  const g = m.graph;
+  return {
+    name: g.name ?? '',
+    nodes: g.node.map((n) => ({
+      op_type: n.op_type,
+      name: n.name ?? '',
+      input: n.input ?? [],
+      output: n.output ?? [],
+      attribute: n.attribute ?? [],
+    })),
+    initializers: (g.initializer ?? []).map((t) => ({
+      name: t.name,
+      dims: (t.dims ?? []).map(Number),
+      data_type: t.data_type,
+      raw_data: t.raw_data ?? new Uint8Array(0),
+    })),
+    inputs: g.input ?? [],
+    outputs: g.output ?? [],
+  };
+}

@@ -248,6 +248,22 @@ function inputGradient(g: GraphBuilder, l: ConvLayerSpec, dPre: string): string 
 export function buildForwardGraph(imageSize: number, widths: number[]): Uint8Array {
   const layers = unetConvLayers(imageSize, widths);
   const g = new GraphBuilder();
+  buildForwardNodes(g, imageSize, widths);
+  return encodeModel({
+    name: 'unet_lite_train_forward',
+    nodes: g.nodes,
+    initializers: g.initializers,
+    inputs: [valueInfo(TRAIN_INPUT, ['N', imageSize, imageSize, 3]), ...paramInputs(layers, true)],
+    outputs: [
+      valueInfo(TRAIN_OUTPUT, ['N', imageSize, imageSize, 3]),
+      ...layers.map((l) => valueInfo(activationName(l.name), ['N', l.co, l.outSize, l.outSize])),
+    ],
+  });
+}
+
+/** The forward graph's nodes, appended to `g` (also what lib/model/onnx-autodiff-unet differentiates). */
+export function buildForwardNodes(g: GraphBuilder, imageSize: number, widths: number[]): void {
+  const layers = unetConvLayers(imageSize, widths);
   const image = g.transpose(TRAIN_INPUT, [0, 3, 1, 2]);
   const outputs = new Map<string, string>();
   const inputOf = layerInputs(g, layers, image, outputs);
@@ -261,16 +277,6 @@ export function buildForwardGraph(imageSize: number, widths: number[]): Uint8Arr
     outputs.set(l.name, y);
   }
   g.transpose(activationName('head'), [0, 2, 3, 1], TRAIN_OUTPUT);
-  return encodeModel({
-    name: 'unet_lite_train_forward',
-    nodes: g.nodes,
-    initializers: g.initializers,
-    inputs: [valueInfo(TRAIN_INPUT, ['N', imageSize, imageSize, 3]), ...paramInputs(layers, true)],
-    outputs: [
-      valueInfo(TRAIN_OUTPUT, ['N', imageSize, imageSize, 3]),
-      ...layers.map((l) => valueInfo(activationName(l.name), ['N', l.co, l.outSize, l.outSize])),
-    ],
-  });
 }
 
 /** Backward graph: image, conv outputs, dLoss/dReconstruction and kernels -> every parameter's gradient. */

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import type * as Ort from 'onnxruntime-node';
 import type { TrainingConfig } from '../config/schema';
 import type { LossFunction, LossTerm } from '../model/losses';
+import { buildGeneratedBackwardGraph } from '../model/onnx-autodiff-unet';
 import {
   buildLossGraph,
   LOSS_GRAD,
@@ -48,6 +49,20 @@ export interface OnnxTrainEngineOptions {
   threads: number;
   /** The execution provider of every session (lib/onnx/execution-provider); default CPU. */
   executionProvider?: ExecutionProviderChoice;
+  /**
+   * The backward graph: 'hand-written' (lib/model/onnx-train-graph) or 'generated' by the autodiff
+   * (lib/model/onnx-autodiff-unet; the same ops and bit-identical gradients, test/onnx-autodiff).
+   * Default: $ANOMALY_SPOTTER_BACKWARD_GRAPH when it is one of these, else 'hand-written'.
+   */
+  backwardGraph?: BackwardGraphKind;
+}
+
+export type BackwardGraphKind = 'hand-written' | 'generated';
+
+function backwardGraphKind(opts: OnnxTrainEngineOptions): BackwardGraphKind {
+  if (opts.backwardGraph) return opts.backwardGraph;
+  const env = process.env.ANOMALY_SPOTTER_BACKWARD_GRAPH;
+  return env === 'generated' ? 'generated' : 'hand-written';
 }
 
 interface Param extends AdamSlot {
@@ -118,8 +133,10 @@ export class OnnxTrainEngine implements TrainEngine {
       buildForwardGraph(cfg.image_size, cfg.model.widths),
       sessionOptions,
     );
+    const buildBackward =
+      backwardGraphKind(opts) === 'generated' ? buildGeneratedBackwardGraph : buildBackwardGraph;
     const backward = await ort.InferenceSession.create(
-      buildBackwardGraph(cfg.image_size, cfg.model.widths),
+      buildBackward(cfg.image_size, cfg.model.widths),
       sessionOptions,
     );
     // Without a perceptual model every term has an ONNX graph: the loss never touches tfjs.

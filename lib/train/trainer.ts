@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import type { SyntheticDefectsConfig, TrainingConfig } from '../config/schema';
+import { applySyntheticDefects } from '../data/anomaly-generator';
 import { augmentBatch, toFloatBatch } from '../data/augment';
-import { withSyntheticDefects } from '../data/synthetic-defects';
 import type { CachedSplit } from '../data/tensor-cache';
 import type { LossFunction, LossTerm } from '../model/losses';
 import { createLoss } from '../model/losses';
@@ -131,7 +131,7 @@ async function reconstructionPng(
   const clean = toFloatBatch(split.images, idx, s);
   const damaged =
     defects.probability > 0
-      ? withSyntheticDefects(clean, k, s, { ...defects, probability: 1 }, new Rng(0x5eed))
+      ? applySyntheticDefects(clean, k, s, { ...defects, probability: 1 }, new Rng(0x5eed))
       : null;
   const pixels = tf.tidy(() => {
     const row = (t: tf.Tensor4D) => tf.concat(tf.unstack(t), 1); // [s, k*s, 3]
@@ -257,7 +257,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         const idx = order.slice(b * batchSize, (b + 1) * batchSize);
         const t0 = performance.now();
         const clean = augmentBatch(data.images, idx, data.size, cfg.augmentation, rng);
-        const inputs = withSyntheticDefects(clean, idx.length, data.size, cfg.synthetic_defects, rng);
+        const inputs = applySyntheticDefects(clean, idx.length, data.size, cfg.synthetic_defects, rng);
         const out = await engine.step(inputs, idx.length, lr, clean);
         const dt = (performance.now() - t0) / 1000;
         computeSeconds += dt;
