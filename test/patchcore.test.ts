@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TrainingConfig } from '../lib/config/schema';
+import { patchcoreSchema, type TrainingConfig } from '../lib/config/schema';
 import type { CachedSplit } from '../lib/data/tensor-cache';
 import { readCachedSplit } from '../lib/data/tensor-cache';
 import { createScoringEngine } from '../lib/eval/scoring-engine';
@@ -166,15 +166,7 @@ describe('patchcore on the pretrained backbone', () => {
 });
 
 function patchcoreInfoDefaults() {
-  return {
-    backbone: 'efficientnet-lite0' as const,
-    strides: [8, 16] as (4 | 8 | 16 | 32)[],
-    neighbourhood: 3,
-    coreset_ratio: 0.1,
-    max_bank_size: 16384,
-    projection_dim: 128,
-    smoothing_sigma: 4,
-  };
+  return patchcoreSchema.parse({});
 }
 
 function fakeInfo(fit: {

@@ -73,6 +73,14 @@ export const patchcoreSchema = z
       .array(z.union([z.literal(4), z.literal(8), z.literal(16), z.literal(32)]))
       .min(1)
       .default([8, 16]),
+    /**
+     * Stride of the patch grid; null: the finest stage's. Finer stages are average-pooled down to it,
+     * coarser ones upsampled.
+     */
+    patch_stride: z
+      .union([z.literal(4), z.literal(8), z.literal(16)])
+      .nullable()
+      .default(null),
     /** Side of the neighbourhood each patch feature averages over. */
     neighbourhood: z.number().int().min(1).max(7).default(3),
     /** Share of the training patches kept in the memory bank. */

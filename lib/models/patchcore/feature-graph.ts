@@ -36,13 +36,15 @@ export function appendPatchFeatures(
   inputNchw: string,
   imageSize: number,
   backbone: AppendBackbone,
-  opts: { strides: number[]; neighbourhood: number },
+  opts: { strides: number[]; neighbourhood: number; patchStride?: number },
 ): PatchFeatures {
   const strides = [...new Set(opts.strides)].sort((a, b) => a - b);
   const outputs = backbone(g, inputNchw, strides);
   if (outputs.length !== strides.length)
     throw new Error(`backbone returned ${outputs.length} stages for strides ${strides.join(', ')}`);
-  const stride = strides[0];
+  // The patch grid: the finest stage's by default; a finer stage than the grid is average-pooled
+  // down to it (its local colour and contrast, without 4x the patches).
+  const stride = opts.patchStride ?? strides[0];
   if (imageSize % strides[strides.length - 1] !== 0)
     throw new Error(`image size ${imageSize} is not a multiple of the coarsest stride ${strides.at(-1)}`);
   const grid = imageSize / stride;
@@ -62,6 +64,10 @@ export function appendPatchFeatures(
           )
         : o.name;
     if (o.stride === stride) return p;
+    if (o.stride < stride) {
+      const r = stride / o.stride;
+      return g.op('AveragePool', [p], [ints('kernel_shape', [r, r]), ints('strides', [r, r])]);
+    }
     return g.op(
       'Resize',
       [p, '', g.floats([1, 1, o.stride / stride, o.stride / stride])],

@@ -68,6 +68,7 @@ export const fitPatchcoreStep: StepFunction = async (ctx, hooks) => {
     imageSize: train.size,
     backbone: { name: backbone.name, source: backbone.source },
     strides: cfg.strides,
+    ...(cfg.patch_stride ? { patchStride: cfg.patch_stride } : {}),
     neighbourhood: cfg.neighbourhood,
     featureDim: fit.featureDim,
     grid: fit.grid,

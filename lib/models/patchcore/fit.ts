@@ -86,6 +86,7 @@ export async function fitPatchcore(opts: FitOptions): Promise<PatchcoreFit> {
     backbone: opts.backbone,
     strides: cfg.strides,
     neighbourhood: cfg.neighbourhood,
+    patchStride: cfg.patch_stride ?? undefined,
   };
   const t0 = performance.now();
   const features = buildFeatureModel(graphOpts);

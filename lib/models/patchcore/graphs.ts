@@ -22,6 +22,8 @@ export interface PatchcoreGraphOptions {
   backbone: AppendBackbone;
   strides: number[];
   neighbourhood: number;
+  /** Stride of the patch grid (default: the finest stage's). */
+  patchStride?: number;
 }
 
 function patchRows(g: GraphBuilder, o: PatchcoreGraphOptions): PatchFeatures & { rows: string } {

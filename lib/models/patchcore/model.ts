@@ -23,6 +23,8 @@ export const patchcoreInfoSchema = z.object({
     source: z.record(z.string(), jsonValueSchema),
   }),
   strides: z.array(z.number().int().positive()),
+  /** Stride of the patch grid (absent: the finest stage's). */
+  patchStride: z.number().int().positive().optional(),
   neighbourhood: z.number().int().positive(),
   featureDim: z.number().int().positive(),
   grid: z.number().int().positive(),
