@@ -3,24 +3,21 @@
  * their schedules. Without TEMPORAL_ADDRESS everything runs locally (embedded dev server + worker
  * processes, see temporal/session.ts); with it, the given cluster and external `npm run worker`s.
  * Exit codes: 0 all categories completed, 1 some failed/cancelled (or an internal error),
- * 2 the user's to fix (bad flag, config, dataset, unknown run...), 130 interrupted.
+ * 2 the user's to fix (bad flag, config, dataset, unknown run...), 3 Temporal unusable, 4 disk,
+ * 130 interrupted (temporal/cli-errors.ts; errors are explained there).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import {
-  type Client,
-  ScheduleNotFoundError,
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-} from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { trainingOverridesFromFlags } from './lib/config/cli-overrides';
 import { DEFAULT_RUNS_ROOT, displayPath } from './lib/config/paths';
 import type { RunPlan } from './lib/pipeline/plan';
 import { writeJsonAtomic } from './lib/util/atomic';
 import { positiveInt, positiveNumber } from './lib/util/cli-args';
-import { describeError, isUserError, UserError } from './lib/util/errors';
+import { isUserError, UserError } from './lib/util/errors';
+import { type ErrorContext, explainCliError, TemporalUnreachableError } from './temporal/cli-errors';
 import { targetFromEnv } from './temporal/connection';
 import { readRunProgress } from './temporal/progress';
 import { createProgressView, describeCategory, formatSummary } from './temporal/render';
@@ -45,6 +42,8 @@ const DEFAULT_PIPELINE = 'pipelines/quick.yaml';
 const POLL_MS = 1000;
 
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+/** What a failure message can name: the run, the server (filled in as the command gets there). */
+const errorContext: ErrorContext = {};
 const note = (line: string): void => void process.stderr.write(`${line}\n`);
 
 // ---------- option parsing ----------
@@ -151,11 +150,14 @@ async function withSession<T>(
     session = await openSession({ workers: opts.workers, log: note });
   } catch (err) {
     if (isUserError(err)) throw err;
-    const where = targetFromEnv()?.address ?? 'the embedded server';
-    throw new UserError('INVALID_ARGUMENT', `cannot reach Temporal at ${where}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    errorContext.namespace = targetFromEnv()?.namespace;
+    throw new TemporalUnreachableError(targetFromEnv()?.address ?? 'the embedded server', { cause: err });
   }
+  Object.assign(errorContext, {
+    address: session.target.address,
+    namespace: session.target.namespace,
+    embedded: session.embedded,
+  });
   try {
     return await fn(session);
   } finally {
@@ -213,6 +215,7 @@ function printStarted(
 function finish(summary: PipelineSummary): number {
   say();
   say(formatSummary(summary));
+  if (summary.status !== 'completed') say(`Continue with: npm run pipeline -- resume ${summary.runId}`);
   return summary.status === 'completed' ? 0 : 1;
 }
 
@@ -249,6 +252,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
     );
   }
   const plan = await planFromFlags(flags);
+  errorContext.runId = plan.runId;
   // A copy of the plan next to the results: what ran, and what `resume` falls back to.
   await writeJsonAtomic(join(plan.runDir, 'plan.json'), plan);
   return withSession({ workers: targetFromEnv() ? undefined : workerSpec(flags, plan) }, async (session) => {
@@ -268,6 +272,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
 }
 
 async function statusCommand(runId: string, flags: { json?: boolean }): Promise<number> {
+  errorContext.runId = runId;
   return withSession({}, async (session) => {
     const { handle, memo } = await findRun(session.client, runId);
     const desc = await handle.describe();
@@ -340,6 +345,7 @@ async function resumeCommand(
   runId: string,
   flags: WorkerFlags & { detach?: boolean; progress: boolean },
 ): Promise<number> {
+  errorContext.runId = runId;
   if (flags.detach && !targetFromEnv()) {
     throw new UserError('INVALID_ARGUMENT', '--detach needs TEMPORAL_ADDRESS (see `run --help`)');
   }
@@ -373,6 +379,7 @@ async function resumeCommand(
 }
 
 async function cancelCommand(runId: string, flags: { category?: string[] } & WorkerFlags): Promise<number> {
+  errorContext.runId = runId;
   // Embedded: the workflow only acts on the request when a worker runs it, so bring workers up.
   return withSession({ workers: targetFromEnv() ? undefined : workerSpec(flags) }, async (session) => {
     const { handle } = await findRun(session.client, runId);
@@ -494,6 +501,7 @@ function buildProgram(setExit: (code: number) => void): Command {
         'Without TEMPORAL_ADDRESS a local dev server (state in .state/temporal.db, Web UI http://localhost:8233)\n' +
         'and worker processes are started and stopped automatically; with it, that cluster and `npm run worker`s are used.',
     )
+    .option('--verbose', 'on errors, print the details (stack traces)')
     .exitOverride()
     .showHelpAfterError();
 
@@ -561,25 +569,9 @@ async function main(argv: string[]): Promise<number> {
       // Help/version exit 0; bad usage was already printed by commander.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (isUserError(err)) {
-      note(`error: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof ScheduleNotFoundError) {
-      note(`error: schedule '${err.scheduleId}' not found`);
-      return 2;
-    }
-    if (err instanceof WorkflowNotFoundError) {
-      note(`error: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      note(`error: a run with this id is already running (${err.workflowId})`);
-      return 2;
-    }
-    note(`error: ${describeError(err)}`);
-    if (err instanceof Error && err.stack) note(err.stack);
-    return 1;
+    const explained = explainCliError(err, { ...errorContext, verbose: argv.includes('--verbose') });
+    for (const line of explained.lines) note(line);
+    return explained.exitCode;
   }
 }
 

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { REPO_ROOT } from '../lib/config/paths';
 import { UserError } from '../lib/util/errors';
+import { EmbeddedWorkersExitedError } from './cli-errors';
 import { type TemporalTarget, targetFromEnv } from './connection';
 import { type DevServer, isPortOpen, startDevServer, waitForServer } from './dev-server';
 import { ensureSearchAttributes } from './search-attributes';
@@ -81,6 +82,11 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     try {
       await ensureSearchAttributes(connection, external.namespace);
     } catch (err) {
+      // No such namespace: nothing else will work either (the CLI explains it).
+      if ((err as { code?: unknown }).code === 5 && /namespace/i.test((err as Error).message)) {
+        await connection.close();
+        throw err;
+      }
       // Temporal Cloud and locked-down clusters refuse the operator API: the attributes must
       // then be added by an admin; say so instead of failing every workflow task later.
       log(
@@ -236,8 +242,7 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     const child = workers;
     workersExited = new Promise<never>((_, reject) => {
       child.once('exit', (code, signal) => {
-        if (!closing)
-          reject(new Error(`the embedded workers exited (${signal ?? `code ${code}`}); see ${workerLog}`));
+        if (!closing) reject(new EmbeddedWorkersExitedError(signal ?? `exit code ${code}`, workerLog));
       });
     });
     // Only a failure before close() matters; keep Node from flagging the promise as unhandled.
