@@ -38,7 +38,7 @@ import {
 import { EMBEDDED_PORT_ENV, EMBEDDED_UI_PORT, STATE_DIR_ENV } from '../temporal/session';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
-const CATEGORY_POOL = ['chip', 'weave', 'bottle', 'screw', 'tile'];
+const CATEGORY_POOL = ['chip', 'weave', 'marble', 'mesh', 'washer'];
 
 export type FaultKind = 'kill-train-worker' | 'pause-train-worker' | 'restart-server';
 
