@@ -17,7 +17,12 @@ import type { RunPlan } from './lib/pipeline/plan';
 import { writeJsonAtomic } from './lib/util/atomic';
 import { positiveInt, positiveNumber } from './lib/util/cli-args';
 import { isUserError, UserError } from './lib/util/errors';
-import { type ErrorContext, explainCliError, TemporalUnreachableError } from './temporal/cli-errors';
+import {
+  type ErrorContext,
+  explainCliError,
+  explainFailedCategories,
+  TemporalUnreachableError,
+} from './temporal/cli-errors';
 import { targetFromEnv } from './temporal/connection';
 import { readRunProgress } from './temporal/progress';
 import { createProgressView, describeCategory, formatSummary } from './temporal/render';
@@ -215,7 +220,10 @@ function printStarted(
 function finish(summary: PipelineSummary): number {
   say();
   say(formatSummary(summary));
-  if (summary.status !== 'completed') say(`Continue with: npm run pipeline -- resume ${summary.runId}`);
+  if (summary.status !== 'completed') {
+    for (const line of explainFailedCategories(summary)) note(line);
+    say(`Continue with: npm run pipeline -- resume ${summary.runId}`);
+  }
   return summary.status === 'completed' ? 0 : 1;
 }
 

@@ -232,3 +232,24 @@ function classify(err: unknown, ctx: ErrorContext, where: string, namespace: str
     exitCode: EXIT.failed,
   };
 }
+
+/**
+ * Sentences for categories that failed on a full or read-only disk (the failure crossed from a
+ * worker as text), so that the summary table's truncated reason is not all a person gets.
+ */
+export function explainFailedCategories(summary: {
+  runId: string;
+  categories: Array<{ category: string; status: string; failure?: { step: string; message: string } }>;
+}): string[] {
+  const lines: string[] = [];
+  for (const c of summary.categories) {
+    if (c.status !== 'failed' || !c.failure) continue;
+    const m = /\b(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO)\b/.exec(c.failure.message);
+    if (!m) continue;
+    lines.push(
+      `${c.category}: step ${c.failure.step} could not write its files: ${STORAGE_CODES[m[1]]} (${m[1]}). ` +
+        `Free some space or fix the permissions, then continue with: npm run pipeline -- resume ${summary.runId}`,
+    );
+  }
+  return lines;
+}

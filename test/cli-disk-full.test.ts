@@ -38,6 +38,12 @@ beforeAll(async () => {
     perDefect: 1,
   });
   writeTinyPipeline(dir, 'diskfull', { epochs: EPOCHS });
+  // Two training attempts only, so that a disk that stays full fails the category soon.
+  writeTinyPipeline(dir, 'stillfull', { epochs: EPOCHS }, (pipeline) => {
+    const steps = pipeline.steps as Array<Record<string, unknown>>;
+    const train = steps.find((s) => s.name === 'train');
+    if (train) train.retry = { maximum_attempts: 2, initial_interval: '1s' };
+  });
 });
 
 afterAll(() => {
@@ -61,24 +67,29 @@ function attemptLog(stepDir: string, n: number): LogLine[] {
     .map((l) => JSON.parse(l) as LogLine);
 }
 
+function pipelineArgs(name: string, runId: string): string[] {
+  return [
+    '--pipeline',
+    join(dir, `${name}.yaml`),
+    '--data-root',
+    join(dir, 'data'),
+    '--runs-root',
+    join(dir, 'runs'),
+    '--run-id',
+    runId,
+    '--train-slots',
+    '1',
+    '--no-progress',
+  ];
+}
+
 describe('disk full while checkpointing (real CLI, server, workers and steps)', () => {
   it('fails the training attempt retryably; the retry resumes from the newest valid checkpoint and the run completes', async () => {
-    const cli = startCli(
-      [
-        '--pipeline',
-        join(dir, 'diskfull.yaml'),
-        '--data-root',
-        join(dir, 'data'),
-        '--runs-root',
-        join(dir, 'runs'),
-        '--run-id',
-        'df',
-        '--train-slots',
-        '1',
-        '--no-progress',
-      ],
-      { stateDir, port, env: { [INJECT_FAULTS_ENV]: 'write:ENOSPC:path=checkpoints/.epoch-0003.:times=1' } },
-    );
+    const cli = startCli(pipelineArgs('diskfull', 'df'), {
+      stateDir,
+      port,
+      env: { [INJECT_FAULTS_ENV]: 'write:ENOSPC:path=checkpoints/.epoch-0003.:times=1' },
+    });
     started.push(cli);
     const done = await cli.exited;
     expect({ ...done, out: cli.stdout(), err: cli.stderr() }).toMatchObject({ code: 0 });
@@ -98,5 +109,33 @@ describe('disk full while checkpointing (real CLI, server, workers and steps)', 
     const ckpts = join(stepDir, 'checkpoints');
     expect(readdirSync(ckpts).filter((n) => n.startsWith('.'))).toEqual([]);
     for (const name of readdirSync(ckpts)) expect(await verifyCheckpoint(join(ckpts, name))).toBeNull();
+  });
+
+  it('a disk that stays full fails the category with a sentence naming it and the resume command; resume then finishes', async () => {
+    // epoch-0001 is written (6 files), every later checkpoint write fails.
+    const full = startCli(pipelineArgs('stillfull', 'df2'), {
+      stateDir,
+      port,
+      env: { [INJECT_FAULTS_ENV]: 'write:ENOSPC:path=checkpoints/.epoch-:after=6:times=100000' },
+    });
+    started.push(full);
+    const done = await full.exited;
+    expect({ ...done, out: full.stdout() }).toMatchObject({ code: 1 });
+    expect(full.stderr()).not.toMatch(/^\s+at /m);
+    expect(full.stderr()).toContain(
+      'chip: step train could not write its files: the disk is full (ENOSPC). Free some space or fix the permissions, then continue with: npm run pipeline -- resume df2',
+    );
+    expect(full.stdout()).toContain('Continue with: npm run pipeline -- resume df2');
+    const ckpts = join(dir, 'runs', 'stillfull', 'df2', 'chip', 'train', 'checkpoints');
+    expect(readdirSync(ckpts).filter((n) => n.startsWith('epoch-'))).toEqual(['epoch-0001']);
+    expect(await verifyCheckpoint(join(ckpts, 'epoch-0001'))).toBeNull();
+
+    const resumed = startCli(['resume', 'df2', '--train-slots', '1', '--no-progress'], { stateDir, port });
+    started.push(resumed);
+    expect({ ...(await resumed.exited), err: resumed.stderr() }).toMatchObject({ code: 0 });
+    const metadata = JSON.parse(
+      readFileSync(join(dir, 'runs', 'stillfull', 'df2', 'chip', 'train', 'metadata.json'), 'utf8'),
+    ) as { resumedFrom: string };
+    expect(metadata.resumedFrom).toBe(join('chip', 'train', 'checkpoints', 'epoch-0001'));
   });
 });
