@@ -35,6 +35,7 @@ import {
   listPipelineSchedules,
   triggerPipelineSchedule,
 } from './temporal/schedules';
+import { embeddedServerCommand } from './temporal/server-command';
 import { openSession, type TemporalSession, type WorkerSpec, workflowUrl } from './temporal/session';
 import {
   cancelCategoryUpdate,
@@ -541,6 +542,17 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--category <names...>', 'cancel only these categories')
     .action(async (runId: string, flags: { category?: string[] } & WorkerFlags) =>
       setExit(await cancelCommand(runId, flags)),
+    );
+
+  program
+    .command('server')
+    .description(
+      'the shared embedded Temporal dev server: status, or stop it (default: only when no run uses it)',
+    )
+    .addArgument(new Command().createArgument('<action>', 'status | stop').choices(['status', 'stop']))
+    .option('--force', 'stop: even while runs still use it (they stay resumable)')
+    .action(async (action: 'status' | 'stop', flags: { force?: boolean }) =>
+      setExit(await embeddedServerCommand(action, { force: flags.force, say })),
     );
 
   addPlanOptions(program.command('schedule'))

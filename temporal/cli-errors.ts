@@ -214,7 +214,7 @@ function classify(err: unknown, ctx: ErrorContext, where: string, namespace: str
   ) {
     const gone = err instanceof TemporalUnreachableError ? 'cannot be reached' : 'stopped answering';
     const fix = ctx.embedded
-      ? 'The embedded dev server is gone (see .state/temporal-server.log).'
+      ? 'The embedded dev server is gone (its log: temporal-server.log in the state folder, .state/ by default).'
       : 'Check that the server is running and TEMPORAL_ADDRESS is right.';
     return {
       lines: [

@@ -103,7 +103,7 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     };
   }
 
-  const stateDir = opts.stateDir ?? (process.env[STATE_DIR_ENV]?.trim() || join(REPO_ROOT, '.state'));
+  const stateDir = opts.stateDir ?? embeddedStateDir();
   mkdirSync(stateDir, { recursive: true });
   const port = embeddedPort();
   const address = `127.0.0.1:${port}`;
@@ -267,7 +267,13 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
   return session;
 }
 
-function embeddedPort(): number {
+/** The embedded server's state folder (ANOMALY_SPOTTER_STATE_DIR, default `.state/`). */
+export function embeddedStateDir(): string {
+  return process.env[STATE_DIR_ENV]?.trim() || join(REPO_ROOT, '.state');
+}
+
+/** The embedded server's gRPC port (ANOMALY_SPOTTER_TEMPORAL_PORT, default 7233). */
+export function embeddedPort(): number {
   const raw = process.env[EMBEDDED_PORT_ENV]?.trim();
   if (!raw) return 7233;
   const port = Number(raw);

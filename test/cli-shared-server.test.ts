@@ -39,6 +39,7 @@ beforeAll(async () => {
   writeTinyPipeline(dir, 'short', { epochs: 2 });
   // Long enough to still be training when the short run has finished and left.
   writeTinyPipeline(dir, 'long', { epochs: 120 });
+  writeTinyPipeline(dir, 'long2', { epochs: 400 });
 });
 
 afterAll(() => {
@@ -92,6 +93,32 @@ describe('embedded dev server shared by concurrent runs', () => {
     await waitFor('the server to stop', async () => !(await isPortOpen(address)), 15_000);
     expect(pidsMentioning(join(stateDir, 'temporal.db'))).toEqual([]);
     expect(readdirSync(leaseDirs(stateDir).leases)).toEqual([]);
+  });
+
+  it('`server status` lists the server and the runs using it; `server stop` refuses while one does', async () => {
+    const address = `127.0.0.1:${port}`;
+    const long = run('long2');
+    await waitFor('the run to start', () => long.stdout().includes('Run long2'), 150_000, long);
+    const status = startCli(['server', 'status'], { stateDir, port });
+    started.push(status);
+    expect((await status.exited).code).toBe(0);
+    expect(status.stdout()).toMatch(new RegExp(`Embedded Temporal server: pid \\d+ at ${address} since`));
+    expect(status.stdout()).toContain(`in use by pid ${long.child.pid}:`);
+    const stop = startCli(['server', 'stop'], { stateDir, port });
+    started.push(stop);
+    expect((await stop.exited).code).toBe(2);
+    expect(stop.stderr().trim()).toBe(
+      `error: 1 run(s) still use the embedded server (pid ${long.child.pid}); the last to finish stops it. Stop it anyway with: npm run pipeline -- server stop --force (those runs stay resumable)`,
+    );
+    expect(await isPortOpen(address)).toBe(true);
+    // Ctrl-C: the run leaves (resumable); it was the last, so the server stops with it.
+    if (long.child.pid) process.kill(-long.child.pid, 'SIGINT');
+    expect((await long.exited).code).toBe(130);
+    await waitFor('the server to stop', async () => !(await isPortOpen(address)), 15_000);
+    const after = startCli(['server', 'status'], { stateDir, port });
+    started.push(after);
+    await after.exited;
+    expect(after.stdout()).toContain('No embedded Temporal server is running');
   });
 
   it('ignores the lease of a run that died without leaving', async () => {
