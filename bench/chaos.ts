@@ -361,6 +361,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       finished = true;
       return code;
     });
+    const resumes: Promise<void>[] = [];
+    const paused = new Set<number>();
     const inject = async (): Promise<void> => {
       // Fault i lands when training has reached about (i + 1) / (n + 1) of its epochs (seeded
       // jitter), so that every fault hits a run that is still training, however fast it is.
@@ -377,8 +379,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           ),
         );
       for (const [i, kind] of schedule.entries()) {
+        // Spread over 10-60 % of the epochs: faults take time themselves (a restart ~3 s), and the
+        // last one must still find training to disturb.
         const jitter = (random() - 0.5) * 0.5;
-        const target = Math.max(1, Math.floor((options.epochs * (i + 1 + jitter)) / (schedule.length + 1)));
+        const fraction = 0.1 + (0.5 * (i + 0.5 + jitter)) / schedule.length;
+        const target = Math.max(1, Math.floor(options.epochs * fraction));
         while (!finished && epochReached() < target) await sleep(100);
         await sleep(gapMin + random() * (gapMax - gapMin));
         if (finished) return;
@@ -411,12 +416,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           });
         } else {
           // A worker in the middle of a training attempt, else any training worker.
-          let all = trainWorkerPids(stateDir);
+          // Not one that is paused right now: each fault on its own worker.
+          const candidates = (): number[] => trainWorkerPids(stateDir).filter((p) => !paused.has(p));
+          let all = candidates();
           let busy = busyTrainPids(runDir, categories).filter((p) => all.includes(p));
           // Between attempts (a retry about to start): wait a little for a busy one.
           for (let wait = 0; busy.length === 0 && wait < 50 && !finished; wait++) {
             await sleep(100);
-            all = trainWorkerPids(stateDir);
+            all = candidates();
             busy = busyTrainPids(runDir, categories).filter((p) => all.includes(p));
           }
           const pids = busy.length > 0 ? busy : all;
@@ -431,12 +438,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
             });
           } else {
             process.kill(pid, 'SIGSTOP');
-            await sleep(pauseMs);
-            try {
-              process.kill(pid, 'SIGCONT');
-            } catch {
-              /* gone */
-            }
+            paused.add(pid);
+            // SIGCONT later; the schedule goes on meanwhile.
+            resumes.push(
+              sleep(pauseMs).then(() => {
+                paused.delete(pid);
+                try {
+                  process.kill(pid, 'SIGCONT');
+                } catch {
+                  /* gone */
+                }
+              }),
+            );
             faults.push({
               kind,
               atMs: at,
@@ -450,6 +463,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const injecting = inject();
     const code = await chaosExit;
     await injecting;
+    await Promise.all(resumes);
     const chaosMs = Date.now() - t1;
     log(`chaos: disturbed run took ${(chaosMs / 1000).toFixed(1)} s, exit ${code}`);
 

@@ -13,8 +13,8 @@ describe('chaos', () => {
     const report = await runChaos({
       seed: 7,
       categories: 2,
-      // Long enough (~0.3 s per epoch) for the three faults to land while training runs.
-      epochs: 40,
+      // Long enough (0.2-0.5 s per epoch here) for the three faults to land while training runs.
+      epochs: 60,
       kills: 1,
       pauses: 1,
       restarts: 1,
