@@ -3,8 +3,9 @@
  * be running elsewhere (`npm run worker`). Without it (embedded mode): a local dev server on
  * 127.0.0.1:7233 (reused when one is already listening, else started with its state in
  * `.state/temporal.db` and the Web UI on :8233; ANOMALY_SPOTTER_TEMPORAL_PORT and
- * ANOMALY_SPOTTER_STATE_DIR override both) plus worker processes started from worker.ts; both
- * are stopped again by `close()` (or on Ctrl-C) if this session started them.
+ * ANOMALY_SPOTTER_STATE_DIR override both) plus worker processes started from worker.ts. The
+ * workers are this session's and stop with `close()` (or on Ctrl-C); the server is shared by all
+ * sessions on the state dir and stops when the last of them leaves (temporal/server-lease.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
@@ -14,9 +15,21 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { REPO_ROOT } from '../lib/config/paths';
 import { UserError } from '../lib/util/errors';
+import { EmbeddedWorkersExitedError } from './cli-errors';
 import { type TemporalTarget, targetFromEnv } from './connection';
 import { type DevServer, isPortOpen, startDevServer, waitForServer } from './dev-server';
 import { ensureSearchAttributes } from './search-attributes';
+import {
+  addLease,
+  clearServerRecord,
+  leaseDirs,
+  liveLeases,
+  readServerRecord,
+  removeLease,
+  stopServerPid,
+  withLeaseLock,
+  writeServerRecord,
+} from './server-lease';
 
 export const EMBEDDED_ADDRESS = '127.0.0.1:7233';
 export const EMBEDDED_UI_PORT = 8233;
@@ -69,6 +82,11 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     try {
       await ensureSearchAttributes(connection, external.namespace);
     } catch (err) {
+      // No such namespace: nothing else will work either (the CLI explains it).
+      if ((err as { code?: unknown }).code === 5 && /namespace/i.test((err as Error).message)) {
+        await connection.close();
+        throw err;
+      }
       // Temporal Cloud and locked-down clusters refuse the operator API: the attributes must
       // then be added by an admin; say so instead of failing every workflow task later.
       log(
@@ -85,7 +103,7 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     };
   }
 
-  const stateDir = opts.stateDir ?? (process.env[STATE_DIR_ENV]?.trim() || join(REPO_ROOT, '.state'));
+  const stateDir = opts.stateDir ?? embeddedStateDir();
   mkdirSync(stateDir, { recursive: true });
   const port = embeddedPort();
   const address = `127.0.0.1:${port}`;
@@ -99,10 +117,18 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
   // this process stops it on Ctrl-C, kill and hang-up (workers first: training checkpoints), and
   // as a last resort when it exits without close(). One Ctrl-C often arrives more than once (the
   // terminal signals the whole process group, npm forwards it too): repeats are ignored.
-  let serverProcess: ChildProcess | undefined;
+  const dirs = leaseDirs(stateDir);
+  let leased = false;
+  // Last resort (the process exits without close()): leave, and stop the server if nobody else uses it.
   const stopServerOnExit = (): void => {
-    if (serverProcess && serverProcess.exitCode === null && serverProcess.signalCode === null)
-      serverProcess.kill('SIGTERM');
+    if (!leased) return;
+    try {
+      removeLease(dirs);
+      const record = readServerRecord(dirs);
+      if (record && liveLeases(dirs).length === 0) process.kill(record.pid, 'SIGTERM');
+    } catch {
+      /* best effort */
+    }
   };
   let interruptNote = DEFAULT_INTERRUPT_NOTE;
   let interrupted = false;
@@ -125,9 +151,29 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
       await exited;
       clearTimeout(timer);
     }
-    // Also when interrupted while it was starting.
+    // Also when interrupted while it was starting (the start holds the lock; this waits for it).
     const started = await serverStart?.catch(() => undefined);
-    await started?.stop();
+    if (leased) {
+      await withLeaseLock(dirs, async () => {
+        removeLease(dirs);
+        leased = false;
+        const others = liveLeases(dirs);
+        const record = readServerRecord(dirs);
+        if (others.length > 0) {
+          if (record) log(`Leaving the embedded Temporal server running for ${others.length} other run(s)`);
+          return;
+        }
+        if (!record) return;
+        if (started && started.process.pid === record.pid) await started.stop();
+        else await stopServerPid(record.pid);
+        clearServerRecord(dirs);
+      }).catch((err: unknown) => {
+        // The lease is gone either way; whoever leaves last stops the server.
+        removeLease(dirs);
+        leased = false;
+        log(`warning: could not settle the embedded server's lease (${(err as Error).message})`);
+      });
+    }
     process.off('exit', stopServerOnExit);
     for (const signal of SESSION_SIGNALS) process.off(signal, onSignal);
     // Last: after an interrupt, calls of the progress view are still in flight; closing the
@@ -142,24 +188,37 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
 
   // A failure below leaves the process soon (exit code 2): the exit hook then stops the server.
   let server: DevServer | undefined;
-  if (await isPortOpen(address)) {
-    await waitForServer(address, 10_000);
-    log(`Using the Temporal server already running at ${address}`);
-  } else {
-    log(`Starting the embedded Temporal dev server (state: ${join(stateDir, 'temporal.db')}) ...`);
+  const dbFile = join(stateDir, 'temporal.db');
+  // Join (or start) the shared server under the lease lock: no two sessions start one, and none
+  // stops it while another is joining.
+  await withLeaseLock(dirs, async () => {
+    addLease(dirs, { address });
+    leased = true;
+    const record = readServerRecord(dirs);
+    if (await isPortOpen(address)) {
+      await waitForServer(address, 10_000);
+      const shared = record?.address === address ? ` (shared, started by pid ${record.pid})` : '';
+      log(`Using the Temporal server already running at ${address}${shared}`);
+      return;
+    }
+    if (record) clearServerRecord(dirs);
+    log(`Starting the embedded Temporal dev server (state: ${dbFile}) ...`);
     serverStart = startDevServer({
       port,
       uiPort,
-      dbFile: join(stateDir, 'temporal.db'),
+      dbFile,
       logFile: join(stateDir, 'temporal-server.log'),
       // Ctrl-C must not reach it: it has to outlive the draining workers so that their last
       // reports (the cancelled training attempt) arrive; otherwise `resume` waits for the train
-      // step's heartbeat timeout before it retries.
+      // step's heartbeat timeout before it retries. Other sessions may also still be using it.
       detached: true,
     });
     server = await serverStart;
-    serverProcess = server.process;
-  }
+    // It may outlive this process (another run still uses it): do not keep this one alive.
+    server.process.unref();
+    const pid = server.process.pid;
+    if (pid) writeServerRecord(dirs, { pid, address, dbFile, startedAt: new Date().toISOString() });
+  });
   const target: TemporalTarget = { address, namespace: 'default' };
   connection = await Connection.connect({ address: target.address });
   const client = new Client({ connection, namespace: target.namespace });
@@ -183,8 +242,7 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
     const child = workers;
     workersExited = new Promise<never>((_, reject) => {
       child.once('exit', (code, signal) => {
-        if (!closing)
-          reject(new Error(`the embedded workers exited (${signal ?? `code ${code}`}); see ${workerLog}`));
+        if (!closing) reject(new EmbeddedWorkersExitedError(signal ?? `exit code ${code}`, workerLog));
       });
     });
     // Only a failure before close() matters; keep Node from flagging the promise as unhandled.
@@ -209,7 +267,13 @@ export async function openSession(opts: OpenSessionOptions = {}): Promise<Tempor
   return session;
 }
 
-function embeddedPort(): number {
+/** The embedded server's state folder (ANOMALY_SPOTTER_STATE_DIR, default `.state/`). */
+export function embeddedStateDir(): string {
+  return process.env[STATE_DIR_ENV]?.trim() || join(REPO_ROOT, '.state');
+}
+
+/** The embedded server's gRPC port (ANOMALY_SPOTTER_TEMPORAL_PORT, default 7233). */
+export function embeddedPort(): number {
   const raw = process.env[EMBEDDED_PORT_ENV]?.trim();
   if (!raw) return 7233;
   const port = Number(raw);

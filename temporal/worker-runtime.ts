@@ -5,22 +5,26 @@
  *    activity at a time: `--train-slots N` per GPU (`--gpus 0,1` pins each child to its GPU:
  *    CUDA_VISIBLE_DEVICES + ANOMALY_SPOTTER_GPU), or N on CPU-only hosts; the cores are shared
  *    between them (ANOMALY_SPOTTER_TRAIN_THREADS). See train-slots.ts.
- * Children that die unexpectedly are restarted; their running activity is retried by Temporal
- * once its heartbeat times out and resumes from the last heartbeat/checkpoint.
+ * Children that die unexpectedly are restarted (backoff and a limit; temporal/worker-supervisor.ts)
+ * with the same environment (GPU index); the activity a dead child was running is failed at once
+ * so Temporal retries it without waiting for its heartbeat timeout, resuming from the last
+ * heartbeat/checkpoint.
  * SIGINT/SIGTERM: workers stop polling, running activities are cancelled (training checkpoints and
  * stops), children get the same signal, and the process exits when everything has drained.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createActivities, type StepRegistry } from '../activities';
 import type { SummaryFunction } from '../lib/pipeline/outcome';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
 import { describeError, UserError } from '../lib/util/errors';
+import { reportActivitiesToParent } from './activity-reporter';
 import { DEFAULT_NAMESPACE, type TemporalTarget, targetFromEnv } from './connection';
 import { trainWorkerSlots } from './train-slots';
+import { superviseTrainSlots, supervisorLimitsFromEnv, type TaskFailer } from './worker-supervisor';
 
 export interface WorkerRegistry {
   steps: StepRegistry;
@@ -69,6 +73,8 @@ export async function createRoleWorker(
   if (opts.role === 'train') {
     return Worker.create({
       ...common,
+      // Tells a supervising parent which task it runs, so that it can fail it at once if we die.
+      interceptors: { activity: [reportActivitiesToParent, ...(opts.extra?.interceptors?.activity ?? [])] },
       maxConcurrentActivityTaskExecutions: 1,
       enableNonLocalActivities: true,
     });
@@ -170,6 +176,7 @@ async function runSingleWorker(
   registry: WorkerRegistry,
   role: WorkerRole,
   cpuSlots?: number,
+  onCreated?: (worker: Worker) => void,
 ): Promise<void> {
   const connection = await connectWorker(target);
   // Ctrl-C reaches a training child twice: from the terminal (same process group) and relayed by
@@ -181,6 +188,7 @@ async function runSingleWorker(
   process.on('SIGTERM', ignoreRepeat);
   try {
     const worker = await createRoleWorker(connection, target.namespace, registry, { role, cpuSlots });
+    onCreated?.(worker);
     // Runtime's default shutdown signals (SIGINT, SIGTERM, ...) call worker.shutdown(); run() resolves when drained.
     await worker.run();
   } finally {
@@ -200,50 +208,59 @@ interface SuperviseOptions {
 }
 
 async function superviseWorkers(opts: SuperviseOptions): Promise<void> {
-  let stopping = false;
-  const running = new Set<ChildProcess>();
   const log = (msg: string): void => void process.stderr.write(`[worker ${process.pid}] ${msg}\n`);
-
-  const start = (slot: { label: string; env: NodeJS.ProcessEnv }): Promise<void> =>
-    new Promise((resolve) => {
-      const launch = (): void => {
-        const child = spawn(process.execPath, [...process.execArgv, opts.entryFile, '--role', 'train'], {
-          env: { ...process.env, ...slot.env },
-          stdio: 'inherit',
-        });
-        running.add(child);
-        log(`started training worker ${slot.label} (pid ${child.pid})`);
-        child.once('exit', (code, signal) => {
-          running.delete(child);
-          if (stopping) return resolve();
-          // Temporal retries the activity it was running; keep the slot staffed.
-          log(`training worker ${slot.label} exited (${signal ?? code}); restarting in 2 s`);
-          setTimeout(() => (stopping ? resolve() : launch()), 2000).unref();
-        });
-      };
-      launch();
+  // A client of our own to fail the activity of a child that died (connected on first need).
+  let clientConnection: Promise<Connection> | undefined;
+  const failer = async (): Promise<TaskFailer> => {
+    clientConnection ??= Connection.connect({
+      address: opts.target.address,
+      tls: opts.target.tls,
+      apiKey: opts.target.apiKey,
     });
-
+    const client = new Client({ connection: await clientConnection, namespace: opts.target.namespace });
+    return { fail: (token, err) => client.activity.fail(token, err) };
+  };
+  const supervisor = superviseTrainSlots({
+    command: { file: process.execPath, args: [...process.execArgv, opts.entryFile, '--role', 'train'] },
+    slots: opts.children,
+    failer,
+    log,
+    ...supervisorLimitsFromEnv(),
+  });
+  let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: shutting down (running activities are cancelled and checkpoint)`);
-    for (const child of running) child.kill(signal);
+    supervisor.stop(signal);
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 
-  const childrenDone = Promise.all(opts.children.map(start));
-  if (opts.cpuWorker) {
-    try {
-      await runSingleWorker(opts.target, opts.registry, 'cpu', opts.cpuSlots);
-    } catch (err) {
-      log(`CPU worker failed: ${describeError(err)}`);
+  try {
+    if (opts.cpuWorker) {
+      let cpuWorker: Worker | undefined;
+      // A slot that gave up stops the host: the CPU worker too.
+      void supervisor.done.then(() => {
+        if (supervisor.gaveUp && cpuWorker?.getState() === 'RUNNING') cpuWorker.shutdown();
+      });
+      try {
+        await runSingleWorker(opts.target, opts.registry, 'cpu', opts.cpuSlots, (w) => {
+          cpuWorker = w;
+        });
+      } catch (err) {
+        log(`CPU worker failed: ${describeError(err)}`);
+        stop('SIGTERM');
+        await supervisor.done;
+        throw err;
+      }
       stop('SIGTERM');
-      await childrenDone;
-      throw err;
     }
-    stop('SIGTERM');
+    await supervisor.done;
+  } finally {
+    await clientConnection?.then((c) => c.close()).catch(() => {});
   }
-  await childrenDone;
+  if (supervisor.gaveUp) {
+    throw new Error('a training worker kept crashing and was given up on; see the worker log above');
+  }
 }

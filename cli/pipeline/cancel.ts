@@ -4,12 +4,13 @@ import { targetFromEnv } from '../../temporal/connection';
 import { findRun } from '../../temporal/runs';
 import { cancelCategoryUpdate } from '../../workflows/definitions';
 import { type WorkerFlags, workerSpec } from './flags';
-import { finish, say, withSession } from './session';
+import { errorContext, finish, say, withSession } from './session';
 
 export async function cancelCommand(
   runId: string,
   flags: { category?: string[] } & WorkerFlags,
 ): Promise<number> {
+  errorContext.runId = runId;
   // Embedded: the workflow only acts on the request when a worker runs it, so bring workers up.
   return withSession({ workers: targetFromEnv() ? undefined : workerSpec(flags) }, async (session) => {
     const { handle } = await findRun(session.client, runId);

@@ -1,20 +1,17 @@
 /**
  * The `npm run pipeline` command line: its commands, and how errors become exit codes (0 all
- * categories completed, 1 some failed/cancelled or an internal error, 2 the user's to fix).
+ * categories completed, 1 some failed/cancelled or an internal error, 2 the user's to fix,
+ * 3 Temporal unusable, 4 disk, 130 interrupted; temporal/cli-errors.ts explains each error).
  */
-import {
-  ScheduleNotFoundError,
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-} from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { describeError, isUserError } from '../../lib/util/errors';
+import { explainCliError } from '../../temporal/cli-errors';
+import { embeddedServerCommand } from '../../temporal/server-command';
 import { cancelCommand } from './cancel';
 import { addPlanOptions, addWorkerOptions, DEFAULT_PIPELINE, isoDate, type WorkerFlags } from './flags';
 import { resumeCommand } from './resume';
 import { type RunFlags, runCommand } from './run';
 import { type ScheduleCreateFlags, scheduleCommand } from './schedule';
-import { note } from './session';
+import { errorContext, note, say } from './session';
 import { statusCommand } from './status';
 
 function buildProgram(setExit: (code: number) => void): Command {
@@ -24,6 +21,7 @@ function buildProgram(setExit: (code: number) => void): Command {
         'Without TEMPORAL_ADDRESS a local dev server (state in .state/temporal.db, Web UI http://localhost:8233)\n' +
         'and worker processes are started and stopped automatically; with it, that cluster and `npm run worker`s are used.',
     )
+    .option('--verbose', 'on errors, print the details (stack traces)')
     .exitOverride()
     .showHelpAfterError();
 
@@ -55,6 +53,17 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--category <names...>', 'cancel only these categories')
     .action(async (runId: string, flags: { category?: string[] } & WorkerFlags) =>
       setExit(await cancelCommand(runId, flags)),
+    );
+
+  program
+    .command('server')
+    .description(
+      'the shared embedded Temporal dev server: status, or stop it (default: only when no run uses it)',
+    )
+    .addArgument(new Command().createArgument('<action>', 'status | stop').choices(['status', 'stop']))
+    .option('--force', 'stop: even while runs still use it (they stay resumable)')
+    .action(async (action: 'status' | 'stop', flags: { force?: boolean }) =>
+      setExit(await embeddedServerCommand(action, { force: flags.force, say })),
     );
 
   addPlanOptions(program.command('schedule'))
@@ -91,24 +100,8 @@ export async function main(argv: string[]): Promise<number> {
       // Help/version exit 0; bad usage was already printed by commander.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (isUserError(err)) {
-      note(`error: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof ScheduleNotFoundError) {
-      note(`error: schedule '${err.scheduleId}' not found`);
-      return 2;
-    }
-    if (err instanceof WorkflowNotFoundError) {
-      note(`error: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      note(`error: a run with this id is already running (${err.workflowId})`);
-      return 2;
-    }
-    note(`error: ${describeError(err)}`);
-    if (err instanceof Error && err.stack) note(err.stack);
-    return 1;
+    const explained = explainCliError(err, { ...errorContext, verbose: argv.includes('--verbose') });
+    for (const line of explained.lines) note(line);
+    return explained.exitCode;
   }
 }

@@ -12,7 +12,7 @@ import { targetFromEnv } from '../../temporal/connection';
 import { findRun, type PipelineHandle, startPipelineRun } from '../../temporal/runs';
 import { type PipelineWorkflowInput, planForScheduledRun } from '../../workflows/definitions';
 import { type WorkerFlags, workerSpec } from './flags';
-import { finish, follow, onInterrupt, printStarted, say, withSession } from './session';
+import { errorContext, finish, follow, onInterrupt, printStarted, say, withSession } from './session';
 
 /** The plan a run was started with: from its workflow history, else from `<runDir>/plan.json`. */
 async function originalPlan(client: Client, runId: string): Promise<RunPlan> {
@@ -45,6 +45,7 @@ export async function resumeCommand(
   runId: string,
   flags: WorkerFlags & { detach?: boolean; progress: boolean },
 ): Promise<number> {
+  errorContext.runId = runId;
   if (flags.detach && !targetFromEnv()) {
     throw new UserError('INVALID_ARGUMENT', '--detach needs TEMPORAL_ADDRESS (see `run --help`)');
   }

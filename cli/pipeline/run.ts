@@ -5,7 +5,7 @@ import { UserError } from '../../lib/util/errors';
 import { targetFromEnv } from '../../temporal/connection';
 import { startPipelineRun } from '../../temporal/runs';
 import { type PlanFlags, planFromFlags, type WorkerFlags, workerSpec } from './flags';
-import { finish, follow, onInterrupt, printStarted, say, withSession } from './session';
+import { errorContext, finish, follow, onInterrupt, printStarted, say, withSession } from './session';
 
 export interface RunFlags extends PlanFlags, WorkerFlags {
   runId?: string;
@@ -21,6 +21,7 @@ export async function runCommand(flags: RunFlags): Promise<number> {
     );
   }
   const plan = await planFromFlags(flags);
+  errorContext.runId = plan.runId;
   // A copy of the plan next to the results: what ran, and what `resume` falls back to.
   await writeJsonAtomic(join(plan.runDir, 'plan.json'), plan);
   return withSession({ workers: targetFromEnv() ? undefined : workerSpec(flags, plan) }, async (session) => {

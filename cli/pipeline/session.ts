@@ -4,7 +4,12 @@
  */
 import { displayPath } from '../../lib/config/paths';
 import type { RunPlan } from '../../lib/pipeline/plan';
-import { isUserError, UserError } from '../../lib/util/errors';
+import { isUserError } from '../../lib/util/errors';
+import {
+  type ErrorContext,
+  explainFailedCategories,
+  TemporalUnreachableError,
+} from '../../temporal/cli-errors';
 import { targetFromEnv } from '../../temporal/connection';
 import { readRunProgress } from '../../temporal/progress';
 import type { PipelineHandle } from '../../temporal/runs';
@@ -16,6 +21,8 @@ const POLL_MS = 1000;
 
 export const say = (line = ''): void => void process.stdout.write(`${line}\n`);
 export const note = (line: string): void => void process.stderr.write(`${line}\n`);
+/** What a failure message can name: the run, the server (filled in as the command gets there). */
+export const errorContext: ErrorContext = {};
 
 export async function withSession<T>(
   opts: { workers?: WorkerSpec },
@@ -26,11 +33,14 @@ export async function withSession<T>(
     session = await openSession({ workers: opts.workers, log: note });
   } catch (err) {
     if (isUserError(err)) throw err;
-    const where = targetFromEnv()?.address ?? 'the embedded server';
-    throw new UserError('INVALID_ARGUMENT', `cannot reach Temporal at ${where}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    errorContext.namespace = targetFromEnv()?.namespace;
+    throw new TemporalUnreachableError(targetFromEnv()?.address ?? 'the embedded server', { cause: err });
   }
+  Object.assign(errorContext, {
+    address: session.target.address,
+    namespace: session.target.namespace,
+    embedded: session.embedded,
+  });
   try {
     return await fn(session);
   } finally {
@@ -88,6 +98,10 @@ export function printStarted(
 export function finish(summary: PipelineSummary): number {
   say();
   say(formatSummary(summary));
+  if (summary.status !== 'completed') {
+    for (const line of explainFailedCategories(summary)) note(line);
+    say(`Continue with: npm run pipeline -- resume ${summary.runId}`);
+  }
   return summary.status === 'completed' ? 0 : 1;
 }
 

@@ -5,9 +5,10 @@ import { readRunProgress } from '../../temporal/progress';
 import { findRun } from '../../temporal/runs';
 import { workflowUrl } from '../../temporal/session';
 import { describeCategory } from './render';
-import { finish, say, withSession } from './session';
+import { errorContext, finish, say, withSession } from './session';
 
 export async function statusCommand(runId: string, flags: { json?: boolean }): Promise<number> {
+  errorContext.runId = runId;
   return withSession({}, async (session) => {
     const { handle, memo } = await findRun(session.client, runId);
     const desc = await handle.describe();

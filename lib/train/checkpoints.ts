@@ -119,7 +119,13 @@ export async function saveCheckpoint(
       () => true,
       () => false,
     );
-    await rename(tmp, final);
+    try {
+      await rename(tmp, final);
+    } catch (err) {
+      // Put the previous folder (e.g. `best`) back: a failed save never loses the last good one.
+      if (hadOld) await rename(old, final).catch(() => {});
+      throw err;
+    }
     if (hadOld) await rm(old, { recursive: true, force: true });
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });

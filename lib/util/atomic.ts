@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { injectedFault } from './faults';
 
 /**
  * Writes a file so that readers see either the old content or the whole new content, never a
@@ -13,6 +14,14 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'w');
   try {
+    const fault = injectedFault('write', path);
+    if (fault) {
+      // Like a disk filling up mid-write: part of the data lands in the temp file, then the error.
+      await fh.writeFile(
+        typeof data === 'string' ? data.slice(0, data.length >> 1) : data.subarray(0, data.length >> 1),
+      );
+      throw fault;
+    }
     await fh.writeFile(data);
     await fh.sync();
   } catch (err) {
