@@ -147,6 +147,13 @@ type Probe = (ort: typeof Ort, provider: ExecutionProviderName, deviceId: number
 
 /** Creates and runs the probe session on `provider` alone (no CPU fallback), checking the result. */
 export const defaultProbe: Probe = async (ort, provider, deviceId) => {
+  if (provider === 'cuda') {
+    // Without the provider libraries ONNX Runtime can only fail, and says so in red on stderr in
+    // every process that probes: tell it here instead.
+    const missing = missingCudaProviderLibraries();
+    if (missing.length > 0)
+      throw new Error(`CUDA provider not installed: ${missing.join(' and ')} not found in ${ortBinaryDir()}`);
+  }
   let session: Ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(probeModel(), {
