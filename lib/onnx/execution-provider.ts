@@ -14,7 +14,7 @@
  * An explicit `cuda` or `webgpu` that does not initialise is an error (no silent CPU run).
  * onnxruntime-node is imported lazily; nothing here loads it until a probe runs.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
@@ -154,6 +154,9 @@ export const defaultProbe: Probe = async (ort, provider, deviceId) => {
     if (missing.length > 0)
       throw new Error(`CUDA provider not installed: ${missing.join(' and ')} not found in ${ortBinaryDir()}`);
   }
+  if (provider === 'webgpu' && !hasGpuDeviceNode())
+    // Dawn would only find a CPU Vulkan (which it rejects) and print its warnings on stderr.
+    throw new Error('no WebGPU adapter: no GPU device node (/dev/dri/renderD*, /dev/nvidia*) on this host');
   let session: Ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(probeModel(), {
@@ -184,6 +187,16 @@ export const defaultProbe: Probe = async (ort, provider, deviceId) => {
     await session.release();
   }
 };
+
+/** A GPU the kernel exposes: a DRM render node or an NVIDIA device. */
+function hasGpuDeviceNode(): boolean {
+  try {
+    if (readdirSync('/dev/dri').some((f) => f.startsWith('renderD'))) return true;
+  } catch {
+    // no /dev/dri
+  }
+  return existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl');
+}
 
 /** onnxruntime-node's native folder (libonnxruntime.so.1; the CUDA provider libraries go beside it). */
 export function ortBinaryDir(): string {
