@@ -1,11 +1,7 @@
 import { dirname, join } from 'node:path';
+import { modelKind } from '../config/schema';
 import { type CachedSplit, readCachedSplit } from '../data/tensor-cache';
-import {
-  loadScorableModel,
-  type ScorableModel,
-  scorableImageSize,
-  scorableKind,
-} from '../infer/scorable-model';
+import { loadScorableModel, type ScorableModel, scorableImageSize } from '../infer/scorable-model';
 import type { StepContext, StepFunction, StepHooks } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 import { writeJsonAtomic } from '../util/atomic';
@@ -29,10 +25,11 @@ export const validateStep: StepFunction = async (ctx, hooks) => {
   const preprocessDir = dirname(inputPath(ctx, 'preprocess', 'manifest'));
   const modelDir = dirname(inputPath(ctx, 'train', 'best_model'));
   const batchSize = inferenceBatchSize(ctx);
-  const model = await loadScorableModel(modelDir);
-  // PatchCore runs wholly on ONNX Runtime: no tfjs backend is involved, so none is recorded.
+  // PatchCore runs wholly on ONNX Runtime: no tfjs backend is involved, so none is recorded. The
+  // autoencoder's backend is selected before its tfjs model is loaded.
   const backend =
-    scorableKind(model) === 'patchcore' ? 'onnxruntime' : await useInferenceBackend(ctx.config.backend);
+    modelKind(ctx.config) === 'patchcore' ? 'onnxruntime' : await useInferenceBackend(ctx.config.backend);
+  const model = await loadScorableModel(modelDir);
   try {
     const files = await scoreSplits(ctx, hooks, model, preprocessDir, backend, batchSize);
     return finishStep(
