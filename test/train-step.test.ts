@@ -40,7 +40,13 @@ describe('train step', () => {
     expect(meta.threads).toBeGreaterThan(0);
     if (meta.executionProvider === 'cpu' && !process.env.ANOMALY_SPOTTER_DEVICE)
       expect(meta.deviceFallback).toMatch(/^auto: cuda unavailable \(.+\); webgpu unavailable \(.+\)$/);
-    expect(meta.syntheticDefects).toEqual({ probability: 0.5, max_count: 2, min_size: 0.05, max_size: 0.25 });
+    expect(meta.syntheticDefects).toEqual({
+      generator: 'patches',
+      probability: 0.5,
+      max_count: 2,
+      min_size: 0.05,
+      max_size: 0.25,
+    });
     const history = JSON.parse(await readFile(join(ctx.stepDir, 'history.json'), 'utf8'));
     expect(history).toHaveLength(2);
     const withCk = progress.filter((p) => p.checkpoint);
