@@ -30,8 +30,14 @@ export function isActivityMessage(value: unknown): value is ActivityMessage {
   return (v.kind === 'activity-started' || v.kind === 'activity-ended') && typeof v.taskToken === 'string';
 }
 
+/**
+ * Set by the supervisor on the children it starts: only they report. Any other IPC channel (a test
+ * runner's fork, a user's own parent process) is not ours to write to.
+ */
+export const SUPERVISED_ENV = 'ANOMALY_SPOTTER_SUPERVISED';
+
 function send(message: ActivityMessage): void {
-  if (!process.send || !process.connected) return;
+  if (process.env[SUPERVISED_ENV] !== '1' || !process.send || !process.connected) return;
   try {
     process.send(message);
   } catch {

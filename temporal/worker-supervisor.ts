@@ -11,6 +11,7 @@
  *    and the supervisor stops (a crash loop needs a person: see the worker log).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { SUPERVISED_ENV } from './activity-reporter';
 import { ApplicationFailure } from '@temporalio/common';
 import { isActivityMessage } from './activity-reporter';
 
@@ -109,7 +110,7 @@ export function superviseTrainSlots(opts: SupervisorOptions): Supervisor {
         }
         const startedAt = Date.now();
         const child = spawn(opts.command.file, opts.command.args, {
-          env: { ...process.env, ...slot.env },
+          env: { ...process.env, ...slot.env, [SUPERVISED_ENV]: '1' },
           stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
         });
         running.add(child);
