@@ -15,9 +15,9 @@ import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { type TrainingConfig, trainingConfigSchema } from '../lib/config/schema';
-import { createLoss } from '../lib/model/losses';
-import { createOnnxReconstructor } from '../lib/model/onnx-runner';
-import { buildUNetLite } from '../lib/model/unet';
+import { createLoss } from '../lib/models/autoencoder/losses';
+import { createOnnxReconstructor } from '../lib/models/autoencoder/runner';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import {
   type ExecutionProviderName,
   probeProvider,

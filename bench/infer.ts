@@ -5,8 +5,8 @@ import { Command } from 'commander';
 import { anomalyMapSchema } from '../lib/config/schema';
 import { scoreImages } from '../lib/eval/anomaly-map';
 import { selectBackend } from '../lib/model/backend';
-import { createOnnxReconstructor, type OnnxReconstructor } from '../lib/model/onnx-runner';
-import { buildUNetLite } from '../lib/model/unet';
+import { createOnnxReconstructor, type OnnxReconstructor } from '../lib/models/autoencoder/runner';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { median, runTorchPeer } from './torch-peer';
 
 const program = new Command('bench:infer')

@@ -21,7 +21,7 @@ import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig } from '../lib/config/schema';
 import { type BackendPreference, selectBackend } from '../lib/model/backend';
 import { saveModel } from '../lib/model/io';
-import { buildUNetLite } from '../lib/model/unet';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { describeArchitecture, exportModelPackage, sealPackage } from '../lib/package/package';
 import { createEngineScorer, INFERENCE_ENGINES, type InferenceEngine } from '../lib/serve/engine';
 import { loadDefaultScorer } from '../lib/serve/predictor';

@@ -11,9 +11,8 @@
  *    and the supervisor stops (a crash loop needs a person: see the worker log).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { SUPERVISED_ENV } from './activity-reporter';
 import { ApplicationFailure } from '@temporalio/common';
-import { isActivityMessage } from './activity-reporter';
+import { isActivityMessage, SUPERVISED_ENV } from './activity-reporter';
 
 export interface TrainSlot {
   label: string;

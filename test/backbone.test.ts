@@ -18,8 +18,8 @@ import {
   loadBackbone,
 } from '../lib/backbone';
 import { REPO_ROOT } from '../lib/config/paths';
-import { GraphBuilder } from '../lib/model/onnx-graph';
-import { ortSessionOptions } from '../lib/model/onnx-session';
+import { GraphBuilder } from '../lib/onnx/graph';
+import { ortSessionOptions } from '../lib/onnx/session';
 import { UserError } from '../lib/util/errors';
 import { Rng } from '../lib/util/rng';
 

@@ -10,7 +10,7 @@ import {
   scoreImages,
   smoothMaps,
 } from '../lib/eval/anomaly-map';
-import { buildUNetLite } from '../lib/model/unet';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 
 const S = 32;
 const N = 5;

@@ -7,11 +7,11 @@ import { anomalyMapTensor, imageScoreTensor, scoreImages } from '../lib/eval/ano
 import { inferenceEngineLabel, readScoresFile } from '../lib/eval/scores-file';
 import { createScoringEngine } from '../lib/eval/scoring-engine';
 import { validateStep } from '../lib/eval/validate-step';
-import { appendAnomalyMap, symmetricPadIndices } from '../lib/model/onnx-anomaly-map';
-import { GraphBuilder } from '../lib/model/onnx-graph';
-import { encodeModel, valueInfo } from '../lib/model/onnx-proto';
-import { createOnnxScorer } from '../lib/model/onnx-runner';
-import { buildUNetLite } from '../lib/model/unet';
+import { appendAnomalyMap, symmetricPadIndices } from '../lib/models/autoencoder/anomaly-map-graph';
+import { createOnnxScorer } from '../lib/models/autoencoder/runner';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
+import { GraphBuilder } from '../lib/onnx/graph';
+import { encodeModel, valueInfo } from '../lib/onnx/proto';
 import { localHooks } from '../lib/steps/contracts';
 import { inputPath } from '../lib/steps/result';
 import { type EvalRun, makeEvalRun } from './support/eval-run';

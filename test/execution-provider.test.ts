@@ -10,8 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { anomalyMapSchema, trainingConfigSchema } from '../lib/config/schema';
 import { inferenceEngineLabel, latencyStats } from '../lib/eval/scores-file';
 import { createScoringEngine } from '../lib/eval/scoring-engine';
-import { ortSessionOptions } from '../lib/model/onnx-session';
-import { buildUNetLite } from '../lib/model/unet';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import {
   CUDA_DEVICE_ID_ENV,
   DEVICE_ENV,
@@ -24,6 +23,7 @@ import {
   resetProviderProbes,
   resolveExecutionProvider,
 } from '../lib/onnx/execution-provider';
+import { ortSessionOptions } from '../lib/onnx/session';
 import { trainingFacts } from '../lib/report/targets';
 import { buildServer } from '../lib/serve/app';
 import { trainWorkerSlots } from '../temporal/train-slots';

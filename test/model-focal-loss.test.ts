@@ -1,13 +1,13 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { focalLoss, focalLossFromLogits } from '../lib/model/focal-loss';
+import { focalLoss, focalLossFromLogits } from '../lib/models/autoencoder/focal-loss';
 import {
   buildFocalLossGraph,
   FOCAL_GRAD,
   FOCAL_LOSS,
   FOCAL_MASK,
   FOCAL_PROB,
-} from '../lib/model/onnx-focal-loss';
+} from '../lib/models/autoencoder/focal-loss-graph';
 
 describe('focal loss', () => {
   it('focal loss on hand cases', () => {

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../lib/model/backend';
-import { createLoss } from '../lib/model/losses';
-import { buildUNetLite } from '../lib/model/unet';
+import { createLoss } from '../lib/models/autoencoder/losses';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { train } from '../lib/train/trainer';
 import { Rng } from '../lib/util/rng';
 import { relMaxDiff, tinyConfig, tinySplit } from './support/train-fixtures';
@@ -211,7 +211,7 @@ describe('no leaks', () => {
 
 describe('training forward pass', () => {
   it('unetTrainForward equals model.apply, value and gradients (wasm and cpu)', async () => {
-    const { unetTrainForward } = await import('../lib/model/train-forward');
+    const { unetTrainForward } = await import('../lib/models/autoencoder/train-forward');
     const model = buildUNetLite({ imageSize: 16, widths: [4, 8], seed: 5 });
     // Non-zero biases, so that fused and unfused bias handling are both exercised.
     for (const w of model.trainableWeights)

@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../lib/model/backend';
 import { saveModel } from '../lib/model/io';
-import { createLoss, edgeLoss, mseLoss, sobelMagnitude, ssimLoss } from '../lib/model/losses';
 import { ssimMap } from '../lib/model/ssim';
+import { createLoss, edgeLoss, mseLoss, sobelMagnitude, ssimLoss } from '../lib/models/autoencoder/losses';
 
 beforeAll(async () => {
   await selectBackend('wasm', 'train');

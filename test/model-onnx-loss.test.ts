@@ -1,7 +1,7 @@
 /**
- * The ONNX loss graph (lib/model/onnx-loss-graph) against the tfjs losses it replaces: every term's
+ * The ONNX loss graph (lib/models/autoencoder/loss-graph) against the tfjs losses it replaces: every term's
  * value and the gradient of the weighted total w.r.t. the reconstruction equal tfjs' autodiff of
- * lib/model/losses; weight-0 terms are not in the graph; the training engine falls back to tfjs for a
+ * lib/models/autoencoder/losses; weight-0 terms are not in the graph; the training engine falls back to tfjs for a
  * perceptual model. (test/model-onnx-train.test.ts checks the engine with the graph against the tfjs engine.)
  *
  * Tolerances: term values within 1e-5 absolute (they are means of O(0.1..1) values; float32 sums in a
@@ -18,7 +18,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LossConfig } from '../lib/config/schema';
 import { selectBackend } from '../lib/model/backend';
 import { saveModel } from '../lib/model/io';
-import { createLoss, edgeLoss, type LossTerm, mseLoss, ssimLoss } from '../lib/model/losses';
 import {
   buildLossGraph,
   LOSS_GRAD,
@@ -27,8 +26,9 @@ import {
   LOSS_TOTAL,
   lossTermName,
   type OnnxLossTerm,
-} from '../lib/model/onnx-loss-graph';
-import { buildUNetLite } from '../lib/model/unet';
+} from '../lib/models/autoencoder/loss-graph';
+import { createLoss, edgeLoss, type LossTerm, mseLoss, ssimLoss } from '../lib/models/autoencoder/losses';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { OnnxTrainEngine } from '../lib/train/onnx-train-engine';
 import { createOptimizer, TfjsTrainEngine } from '../lib/train/tfjs-train-engine';
 import { tinyConfig, tinySplit } from './support/train-fixtures';

@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TrainingConfig } from '../lib/config/schema';
 import { selectBackend } from '../lib/model/backend';
-import { createLoss } from '../lib/model/losses';
+import { createLoss } from '../lib/models/autoencoder/losses';
 import {
   activationName,
   biasName,
@@ -23,8 +23,8 @@ import {
   TRAIN_OUTPUT,
   TRAIN_OUTPUT_GRAD,
   unetConvLayers,
-} from '../lib/model/onnx-train-graph';
-import { buildUNetLite } from '../lib/model/unet';
+} from '../lib/models/autoencoder/train-graph';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { adamStep, clipByGlobalNorm } from '../lib/train/adam';
 import { createTrainEngine, type TrainEngine } from '../lib/train/engine';
 import { OnnxTrainEngine } from '../lib/train/onnx-train-engine';

@@ -1,5 +1,5 @@
 /**
- * lib/model/onnx-autodiff: finite-difference gradient checks on random and hand-made small graphs,
+ * lib/onnx/autodiff: finite-difference gradient checks on random and hand-made small graphs,
  * and the generated U-Net-lite backward graph against the hand-written one.
  */
 import { createHash } from 'node:crypto';
@@ -7,13 +7,16 @@ import * as ort from 'onnxruntime-node';
 import protobuf from 'protobufjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../lib/model/backend';
-import { createLoss } from '../lib/model/losses';
-import { differentiate, extractGraph, type Shape, usedInitializers } from '../lib/model/onnx-autodiff';
-import { buildGeneratedLossGraph } from '../lib/model/onnx-autodiff-loss';
-import { buildGeneratedBackwardGraph } from '../lib/model/onnx-autodiff-unet';
-import { GraphBuilder } from '../lib/model/onnx-graph';
-import { buildLossGraph, LOSS_GRAD, LOSS_PRED, LOSS_TARGET, LOSS_TOTAL } from '../lib/model/onnx-loss-graph';
-import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../lib/model/onnx-proto';
+import { buildGeneratedLossGraph } from '../lib/models/autoencoder/autodiff-loss';
+import { buildGeneratedBackwardGraph } from '../lib/models/autoencoder/autodiff-unet';
+import {
+  buildLossGraph,
+  LOSS_GRAD,
+  LOSS_PRED,
+  LOSS_TARGET,
+  LOSS_TOTAL,
+} from '../lib/models/autoencoder/loss-graph';
+import { createLoss } from '../lib/models/autoencoder/losses';
 import {
   activationName,
   biasName,
@@ -24,8 +27,11 @@ import {
   TRAIN_INPUT,
   TRAIN_OUTPUT_GRAD,
   unetConvLayers,
-} from '../lib/model/onnx-train-graph';
-import { buildUNetLite } from '../lib/model/unet';
+} from '../lib/models/autoencoder/train-graph';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
+import { differentiate, extractGraph, type Shape, usedInitializers } from '../lib/onnx/autodiff';
+import { GraphBuilder } from '../lib/onnx/graph';
+import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../lib/onnx/proto';
 import { type BackwardGraphKind, OnnxTrainEngine } from '../lib/train/onnx-train-engine';
 import { createOptimizer } from '../lib/train/tfjs-train-engine';
 import { Rng } from '../lib/util/rng';

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnomalyMapConfig } from '../lib/config/schema';
 import { saveModel } from '../lib/model/io';
-import { buildUNetLite } from '../lib/model/unet';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { configHash, loadModelPackage, PACKAGE_FORMAT_VERSION, sealPackage } from '../lib/package/package';
 import type { StepContext } from '../lib/steps/contracts';
 import { localHooks } from '../lib/steps/contracts';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultTrainingConfig } from '../lib/config/schema';
 import { synthesizeDataset } from '../lib/data/synth';
 import { saveModel } from '../lib/model/io';
-import { buildUNetLite } from '../lib/model/unet';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import { exportModelPackage } from '../lib/package/package';
 import type { CategoryReport } from '../lib/report/category-report';
 import { evaluateOffline, resolvePackageDir } from '../lib/report/evaluate-offline';

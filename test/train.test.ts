@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../lib/model/backend';
-import { buildUNetLite } from '../lib/model/unet';
+import { buildUNetLite } from '../lib/models/autoencoder/unet';
 import {
   findLatestValidCheckpoint,
   listEpochCheckpoints,

@@ -2,8 +2,8 @@
  * The EfficientNet-Lite feature extractor as ONNX nodes: appended to a graph under construction
  * (appendBackbone), or as a standalone model (buildFeatureExtractor).
  */
-import { GraphBuilder } from '../model/onnx-graph';
-import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../model/onnx-proto';
+import { GraphBuilder } from '../onnx/graph';
+import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../onnx/proto';
 import { UserError } from '../util/errors';
 import type { BackboneWeights, FoldedConv } from './weights';
 

@@ -98,7 +98,7 @@ export function imageScore(full: Float32Array, h: number, w: number, cfg: Anomal
 export type Reconstruct = (images: Float32Array, n: number, size: number) => Promise<Float32Array>;
 
 /**
- * The whole per-batch computation on another engine (e.g. lib/model/onnx-runner createOnnxScorer):
+ * The whole per-batch computation on another engine (e.g. lib/models/autoencoder/runner createOnnxScorer):
  * maps (n*size*size) and scores (n) of `n` NHWC float32 images, as anomalyMapTensor + imageScoreTensor.
  */
 export type ScoreBatch = (
@@ -113,7 +113,7 @@ export interface ScoreOptions {
   signal?: AbortSignal;
   onBatch?: (done: number, total: number) => void;
   /**
-   * Another engine's forward pass (e.g. lib/model/onnx-runner); default: the tfjs `model.predict`.
+   * Another engine's forward pass (e.g. lib/models/autoencoder/runner); default: the tfjs `model.predict`.
    * The anomaly map is then computed with tfjs.
    */
   reconstruct?: Reconstruct;

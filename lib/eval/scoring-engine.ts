@@ -1,7 +1,7 @@
 /**
  * Which engine scores images (lib/eval/anomaly-map scoreImages): 'tfjs' (the active tfjs backend),
  * 'onnx' (reconstruction, anomaly map and score in one ONNX Runtime session per model,
- * lib/model/onnx-runner createOnnxScorer), or 'auto' (onnx, falling back to tfjs where ONNX Runtime's
+ * lib/models/autoencoder/runner createOnnxScorer), or 'auto' (onnx, falling back to tfjs where ONNX Runtime's
  * native binary does not load). Used by serving (lib/serve/engine) and the validate step.
  * The onnx engine's sessions run on the execution provider of `device` (lib/onnx/execution-provider).
  * Light to import: tfjs and ONNX Runtime code are loaded on first use.
@@ -10,7 +10,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
 import type { PatchcoreScorer } from '../infer/patchcore-scorer';
 import type { ScorableModel } from '../infer/scorable-model';
-import type { OnnxScorer } from '../model/onnx-runner';
+import type { OnnxScorer } from '../models/autoencoder/runner';
 import { isPatchcoreModel } from '../models/patchcore/model';
 import type { DevicePreference, ExecutionProviderChoice } from '../onnx/execution-provider';
 import { UserError } from '../util/errors';
@@ -103,7 +103,7 @@ async function createOnnxScoringEngine(
   const { scoreImages } = await import('./anomaly-map');
   const { resolveExecutionProvider } = await import('../onnx/execution-provider');
   let executionProvider = resolved ?? (await resolveExecutionProvider(opts.device ?? 'auto'));
-  const { createOnnxScorer } = await import('../model/onnx-runner');
+  const { createOnnxScorer } = await import('../models/autoencoder/runner');
   const { createPatchcoreScorer } = await import('../infer/patchcore-scorer');
   const scorers = new Map<tf.LayersModel, OnnxScorer>();
   const patchcoreScorers = new Map<ScorableModel, PatchcoreScorer>();

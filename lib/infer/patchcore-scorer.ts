@@ -5,10 +5,10 @@
  */
 import { availableParallelism } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
-import { ortSessionOptions } from '../model/onnx-session';
 import { PATCHCORE_INPUT, PATCHCORE_MAP, PATCHCORE_SCORE } from '../models/patchcore/graphs';
 import type { PatchcoreModel } from '../models/patchcore/model';
 import type { ExecutionProviderChoice } from '../onnx/execution-provider';
+import { ortSessionOptions } from '../onnx/session';
 
 export interface PatchcoreScorer {
   score(images: Float32Array, n: number, size: number): Promise<{ maps: Float32Array; scores: Float32Array }>;

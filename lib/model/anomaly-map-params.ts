@@ -1,6 +1,6 @@
 /**
  * The parts of the anomaly map's definition that the tfjs computation (lib/eval/anomaly-map) and the
- * ONNX graph (lib/model/onnx-anomaly-map) share, so that both compute the same map and score.
+ * ONNX graph (lib/models/autoencoder/anomaly-map-graph) share, so that both compute the same map and score.
  */
 import type { AnomalyMapConfig } from '../config/schema';
 import { UserError } from '../util/errors';
@@ -18,7 +18,7 @@ export function checkAnomalyMapConfig(cfg: AnomalyMapConfig): void {
 /**
  * The smoothing blur's normalised 1-D Gaussian for h x w maps: radius ceil(4 sigma) like
  * scipy.ndimage.gaussian_filter (truncate=4), capped at the map size (mirror padding needs no more).
- * Shared by the tfjs blur (lib/eval/anomaly-map) and the ONNX graph (lib/model/onnx-anomaly-map), so
+ * Shared by the tfjs blur (lib/eval/anomaly-map) and the ONNX graph (lib/models/autoencoder/anomaly-map-graph), so
  * both blur with the same taps.
  */
 export function smoothingKernel(sigma: number, h: number, w: number): number[] {

@@ -8,7 +8,7 @@ export interface SsimOptions {
   maxVal?: number;
 }
 
-/** ssimMap's defaults (the anomaly map uses them; lib/model/onnx-anomaly-map rebuilds the same SSIM). */
+/** ssimMap's defaults (the anomaly map uses them; lib/models/autoencoder/anomaly-map-graph rebuilds the same SSIM). */
 export const SSIM_DEFAULTS = { windowSize: 11, sigma: 1.5, maxVal: 1 } as const;
 
 /** Normalised 1-D Gaussian window of `size` taps centred on (size-1)/2. */

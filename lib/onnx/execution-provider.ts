@@ -18,8 +18,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
-import { encodeModel, floatTensor, valueInfo } from '../model/onnx-proto';
 import { UserError } from '../util/errors';
+import { encodeModel, floatTensor, valueInfo } from './proto';
 
 export type DevicePreference = 'auto' | 'cpu' | 'webgpu' | 'cuda';
 export type ExecutionProviderName = Exclude<DevicePreference, 'auto'>;

@@ -2,7 +2,7 @@
  * What a training engine is (lib/train/engine picks one; onnx-train-engine and tfjs-train-engine are
  * the two). Apart from the factory so that the engines and the factory do not import each other.
  */
-import type { LossTerm } from '../model/losses';
+import type { LossTerm } from '../models/autoencoder/losses';
 
 export interface StepOutput {
   loss: number;

@@ -14,7 +14,7 @@
 import { availableParallelism } from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import type { TrainingConfig } from '../config/schema';
-import type { LossFunction } from '../model/losses';
+import type { LossFunction } from '../models/autoencoder/losses';
 import { UserError } from '../util/errors';
 import type { TrainEngine } from './engine-types';
 

@@ -1,7 +1,7 @@
 /**
  * The ONNX Runtime training engine: forward and backward pass of the U-Net-lite on ONNX Runtime's
- * native CPU kernels (graphs from lib/model/onnx-train-graph), the loss and its gradient w.r.t. the
- * reconstruction on ONNX Runtime too (lib/model/onnx-loss-graph: mse, ssim, edge), or on tfjs when a
+ * native CPU kernels (graphs from lib/models/autoencoder/train-graph), the loss and its gradient w.r.t. the
+ * reconstruction on ONNX Runtime too (lib/models/autoencoder/loss-graph: mse, ssim, edge), or on tfjs when a
  * perceptual model is configured (it is a tfjs model), clipping and Adam/AdamW in JS (lib/train/adam).
  *
  * Weights and Adam moments live here, in Float32Arrays, between `syncToModel` calls: the trainer
@@ -13,8 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type * as Ort from 'onnxruntime-node';
 import type { TrainingConfig } from '../config/schema';
-import type { LossFunction, LossTerm } from '../model/losses';
-import { buildGeneratedBackwardGraph } from '../model/onnx-autodiff-unet';
+import { buildGeneratedBackwardGraph } from '../models/autoencoder/autodiff-unet';
 import {
   buildLossGraph,
   LOSS_GRAD,
@@ -24,8 +23,8 @@ import {
   lossTermName,
   type OnnxLossTerm,
   onnxLossTerms,
-} from '../model/onnx-loss-graph';
-import { ortSessionOptions } from '../model/onnx-session';
+} from '../models/autoencoder/loss-graph';
+import type { LossFunction, LossTerm } from '../models/autoencoder/losses';
 import {
   activationName,
   biasName,
@@ -38,8 +37,9 @@ import {
   TRAIN_OUTPUT,
   TRAIN_OUTPUT_GRAD,
   unetConvLayers,
-} from '../model/onnx-train-graph';
+} from '../models/autoencoder/train-graph';
 import type { ExecutionProviderChoice } from '../onnx/execution-provider';
+import { ortSessionOptions } from '../onnx/session';
 import { type AdamSlot, adamStep, clipByGlobalNorm } from './adam';
 import type { StepOutput, TrainEngine, TrainEngineRuntime } from './engine-types';
 import { tfjsLossValue } from './tfjs-train-engine';
@@ -50,8 +50,8 @@ export interface OnnxTrainEngineOptions {
   /** The execution provider of every session (lib/onnx/execution-provider); default CPU. */
   executionProvider?: ExecutionProviderChoice;
   /**
-   * The backward graph: 'hand-written' (lib/model/onnx-train-graph) or 'generated' by the autodiff
-   * (lib/model/onnx-autodiff-unet; the same ops and bit-identical gradients, test/onnx-autodiff).
+   * The backward graph: 'hand-written' (lib/models/autoencoder/train-graph) or 'generated' by the autodiff
+   * (lib/models/autoencoder/autodiff-unet; the same ops and bit-identical gradients, test/onnx-autodiff).
    * Default: $ANOMALY_SPOTTER_BACKWARD_GRAPH when it is one of these, else 'hand-written'.
    */
   backwardGraph?: BackwardGraphKind;

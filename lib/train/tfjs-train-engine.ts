@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TrainingConfig } from '../config/schema';
-import type { LossFunction, LossTerm } from '../model/losses';
-import { unetTrainForward } from '../model/train-forward';
+import type { LossFunction, LossTerm } from '../models/autoencoder/losses';
+import { unetTrainForward } from '../models/autoencoder/train-forward';
 import type { StepOutput, TrainEngine } from './engine-types';
 
 /** One optimisation step (forward, loss, gradients, clipping, update); every intermediate tensor is released. */
@@ -23,7 +23,7 @@ export function trainOnBatch(
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   let termTensors: Partial<Record<LossTerm, tf.Scalar>> = {};
   const { value, grads } = tf.variableGrads(() => {
-    // Fused conv+bias+activation with hand-written gradients (lib/model/train-forward): same
+    // Fused conv+bias+activation with hand-written gradients (lib/models/autoencoder/train-forward): same
     // function as model.apply, a third of the activation memory.
     const pred = unetTrainForward(model, x, cfg.model.widths.length);
     const out = loss.compute(target, pred);

@@ -11,7 +11,7 @@ import { defaultTrainingConfig, type TrainingConfig } from '../../lib/config/sch
 import type { ImageRecord } from '../../lib/data/mvtec';
 import { writeTensorCache } from '../../lib/data/tensor-cache';
 import { saveModel } from '../../lib/model/io';
-import { buildUNetLite } from '../../lib/model/unet';
+import { buildUNetLite } from '../../lib/models/autoencoder/unet';
 import type { JsonValue, StepActivity, StepContext, StepResult } from '../../lib/steps/contracts';
 import { artifact, finishStep } from '../../lib/steps/result';
 

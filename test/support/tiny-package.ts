@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { anomalyMapSchema, defaultTrainingConfig, type TrainingConfig } from '../../lib/config/schema';
 import type { Calibration } from '../../lib/eval/calibration';
 import { saveModel } from '../../lib/model/io';
-import { buildUNetLite } from '../../lib/model/unet';
+import { buildUNetLite } from '../../lib/models/autoencoder/unet';
 import { exportModelPackage, sealPackage } from '../../lib/package/package';
 
 export async function useWasm(): Promise<void> {

@@ -6,8 +6,8 @@
  * The same nodes serve fitting (features of the good images) and scoring (distances to the bank), so
  * the two can never disagree.
  */
-import type { GraphBuilder } from '../../model/onnx-graph';
-import { int, ints, str } from '../../model/onnx-proto';
+import type { GraphBuilder } from '../../onnx/graph';
+import { int, ints, str } from '../../onnx/proto';
 
 /** A backbone's contribution to a graph: one NCHW feature map per requested stage. */
 export interface BackboneOutput {

@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import type { PatchcoreConfig } from '../../config/schema';
 import type { CachedSplit } from '../../data/tensor-cache';
-import { ortSessionOptions } from '../../model/onnx-session';
+import { ortSessionOptions } from '../../onnx/session';
 import { UserError } from '../../util/errors';
 import { kCenterCoreset } from './coreset';
 import type { AppendBackbone } from './feature-graph';

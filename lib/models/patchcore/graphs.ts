@@ -7,9 +7,9 @@
  * grid is upsampled to the input size (bilinear) and Gaussian-smoothed into the map, and the image
  * score is the largest patch distance (the paper's score before reweighting).
  */
-import { appendMapSmoothing } from '../../model/onnx-anomaly-map';
-import { GraphBuilder } from '../../model/onnx-graph';
-import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../../model/onnx-proto';
+import { appendMapSmoothing } from '../../onnx/blur';
+import { GraphBuilder } from '../../onnx/graph';
+import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../../onnx/proto';
 import { type AppendBackbone, appendPatchFeatures, type PatchFeatures } from './feature-graph';
 
 export const PATCHCORE_INPUT = 'image';

@@ -1,10 +1,11 @@
 /**
  * SSIM of ssimMap (lib/model/ssim) from its five Gaussian-blurred moments, as ONNX nodes: shared by the
- * anomaly-map graph (lib/model/onnx-anomaly-map) and the loss graph (lib/model/onnx-loss-graph), which
+ * anomaly-map graph (lib/models/autoencoder/anomaly-map-graph) and the loss graph (lib/models/autoencoder/loss-graph), which
  * blur the moments their own way and, for the loss, also need the intermediate terms for the gradient.
  */
-import type { GraphBuilder } from './onnx-graph';
-import { SSIM_DEFAULTS } from './ssim';
+
+import { SSIM_DEFAULTS } from '../model/ssim';
+import type { GraphBuilder } from './graph';
 
 /** Names of the blurred moments of images a and b: E[a], E[b], E[a²], E[b²], E[ab]. */
 export type SsimMoments = [muA: string, muB: string, eAA: string, eBB: string, eAB: string];

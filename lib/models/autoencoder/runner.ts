@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
 import type * as tf from '@tensorflow/tfjs';
 import type { InferenceSession } from 'onnxruntime-node';
-import type { AnomalyMapConfig } from '../config/schema';
-import type { ExecutionProviderChoice } from '../onnx/execution-provider';
-import { exportOnnxScorer, ONNX_MAP_OUTPUT, ONNX_SCORE_OUTPUT } from './onnx-anomaly-map';
-import { exportOnnxModel, ONNX_INPUT, ONNX_OUTPUT } from './onnx-export';
-import { ortSessionOptions } from './onnx-session';
+import type { AnomalyMapConfig } from '../../config/schema';
+import type { ExecutionProviderChoice } from '../../onnx/execution-provider';
+import { ortSessionOptions } from '../../onnx/session';
+import { exportOnnxScorer, ONNX_MAP_OUTPUT, ONNX_SCORE_OUTPUT } from './anomaly-map-graph';
+import { exportOnnxModel, ONNX_INPUT, ONNX_OUTPUT } from './export';
 
 /**
  * Reconstruction (the autoencoder's forward pass) on ONNX Runtime's CPU engine instead of tfjs:
@@ -75,7 +75,7 @@ function float32(t: { data: unknown }, what: string): Float32Array {
 }
 
 /**
- * Reconstruction, anomaly map and image score in one ONNX Runtime session (lib/model/onnx-anomaly-map):
+ * Reconstruction, anomaly map and image score in one ONNX Runtime session (lib/models/autoencoder/anomaly-map-graph):
  * the whole of lib/eval scoreImages' per-batch work on native kernels. The map settings are baked into
  * the graph, so there is one session per anomaly-map config (in practice one: the calibration's).
  */

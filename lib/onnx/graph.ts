@@ -2,7 +2,7 @@
  * A small builder for ONNX graphs written by hand (training graphs, loss and anomaly-map graphs):
  * nodes get generated output names, constants are created once and shared.
  */
-import { floatTensor, int64Tensor, ints, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { floatTensor, int64Tensor, ints, type OnnxNode, type OnnxTensor } from './proto';
 
 /** Nodes with generated output names, plus the constants they use. */
 export class GraphBuilder {

@@ -1,6 +1,6 @@
 /**
  * The anomaly map and image score of lib/eval/anomaly-map (anomalyMapTensor + imageScoreTensor) as ONNX
- * nodes appended to the exported U-Net-lite graph (lib/model/onnx-export), so that one ONNX Runtime
+ * nodes appended to the exported U-Net-lite graph (lib/models/autoencoder/export), so that one ONNX Runtime
  * session runs the whole per-batch computation: the map cost as much as the model on tfjs-wasm.
  *
  *   in:  image [N,H,W,3] NHWC float32 in [0,1]
@@ -17,47 +17,17 @@
  * test/eval-onnx-anomaly-map.test.ts compares maps and scores with scoreImages for several configs.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { AnomalyMapConfig } from '../config/schema';
-import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from './anomaly-map-params';
-import { inferenceGraph, ONNX_OUTPUT } from './onnx-export';
-import { GraphBuilder } from './onnx-graph';
-import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';
-import { ssimFromMoments } from './onnx-ssim';
-import { gaussianKernel1d, SSIM_DEFAULTS } from './ssim';
+import type { AnomalyMapConfig } from '../../config/schema';
+import { checkAnomalyMapConfig, scoreBorder } from '../../model/anomaly-map-params';
+import { gaussianKernel1d, SSIM_DEFAULTS } from '../../model/ssim';
+import { appendMapSmoothing, separableBlur } from '../../onnx/blur';
+import { GraphBuilder } from '../../onnx/graph';
+import { encodeModel, int, ints, valueInfo } from '../../onnx/proto';
+import { ssimFromMoments } from '../../onnx/ssim';
+import { inferenceGraph, ONNX_OUTPUT } from './export';
 
 export const ONNX_MAP_OUTPUT = 'anomaly_map';
 export const ONNX_SCORE_OUTPUT = 'score';
-
-/**
- * Separable blur of every channel of [M,C,H,W] on its own: along W (first, as tfjs does), then along H,
- * as grouped convolutions (group = C; ONNX Runtime runs them several times faster than the same maps as
- * a batch of single-channel convolutions). `pad` zero-pads each side ('same'); 0 for inputs that are
- * already padded ('valid').
- */
-function separableBlur(g: GraphBuilder, x: string, c: number, k: number[], tag: string, pad: number): string {
-  const conv = (input: string, kh: number, kw: number, pads: number[]) => {
-    const name = `anomaly_map/${tag}/${kh}x${kw}`;
-    const weights = new Float32Array(c * k.length);
-    for (let ch = 0; ch < c; ch++) weights.set(k, ch * k.length);
-    g.initializers.push(floatTensor(name, [c, 1, kh, kw], weights));
-    return g.op(
-      'Conv',
-      [input, name],
-      [ints('kernel_shape', [kh, kw]), ints('pads', pads), ints('strides', [1, 1]), int('group', c)],
-    );
-  };
-  return conv(conv(x, 1, k.length, [0, pad, 0, pad]), k.length, 1, [pad, 0, pad, 0]);
-}
-
-/** Source index of every position of `size` + `radius` symmetric padding on each side (abc|cba). */
-export function symmetricPadIndices(size: number, radius: number): number[] {
-  if (radius > size)
-    throw new Error(`symmetric padding of ${radius} needs at least ${radius} values, got ${size}`);
-  return Array.from({ length: size + 2 * radius }, (_, j) => {
-    const p = j - radius;
-    return p < 0 ? -p - 1 : p >= size ? 2 * size - p - 1 : p;
-  });
-}
 
 /** SSIM map [N,C,H,W] of NCHW a, b: the five Gaussian moments of every channel blurred in one pass. */
 function ssimNchw(g: GraphBuilder, a: string, b: string, c: number): string {
@@ -82,31 +52,6 @@ function ssimNchw(g: GraphBuilder, a: string, b: string, c: number): string {
 
 const channelMean = (g: GraphBuilder, x: string) =>
   g.op('ReduceMean', [x], [ints('axes', [1]), int('keepdims', 1)]);
-
-/**
- * Gaussian smoothing of [N,1,h,w] maps with mirror padding, as lib/eval/anomaly-map smoothMaps (same
- * taps); sigma 0 returns the map unchanged. Shared by every model kind's scoring graph.
- */
-export function appendMapSmoothing(
-  g: GraphBuilder,
-  map: string,
-  h: number,
-  w: number,
-  sigma: number,
-): string {
-  if (sigma <= 0) return map;
-  const k = smoothingKernel(sigma, h, w);
-  const radius = (k.length - 1) / 2;
-  const padded = g.op(
-    'Gather',
-    [
-      g.op('Gather', [map, g.ints64(symmetricPadIndices(h, radius))], [int('axis', 2)]),
-      g.ints64(symmetricPadIndices(w, radius)),
-    ],
-    [int('axis', 3)],
-  );
-  return separableBlur(g, padded, 1, k, 'smooth', 0);
-}
 
 /**
  * Appends the map and score of NCHW image `x` and reconstruction `recon` ([N,C,H,W]) to `g`; returns
@@ -170,6 +115,8 @@ export function appendAnomalyMap(
  * The ONNX model of `model` followed by its anomaly map and score for `cfg`: input 'image' NHWC,
  * outputs ONNX_MAP_OUTPUT [N,H,W] and ONNX_SCORE_OUTPUT [N]. The reconstruction is not an output.
  */
+export { appendMapSmoothing, symmetricPadIndices } from '../../onnx/blur';
+
 export function exportOnnxScorer(model: tf.LayersModel, cfg: AnomalyMapConfig): Uint8Array {
   const { graph, imageNchw, reconstructionNchw } = inferenceGraph(model);
   const [, h, w, c] = model.inputs[0].shape;

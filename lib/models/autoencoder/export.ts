@@ -9,13 +9,13 @@ import {
   type OnnxTensor,
   str,
   valueInfo,
-} from './onnx-proto';
+} from '../../onnx/proto';
 
 export const ONNX_INPUT = 'image';
 export const ONNX_OUTPUT = 'reconstruction';
 
 /**
- * Export of a U-Net-lite tf.LayersModel (lib/model/unet.ts) to an ONNX ModelProto, so that ONNX Runtime
+ * Export of a U-Net-lite tf.LayersModel (lib/models/autoencoder/unet.ts) to an ONNX ModelProto, so that ONNX Runtime
  * can run inference (multi-threaded, AVX2/FMA kernels) where tfjs has only single-threaded wasm.
  * The graph takes and returns NHWC like the tfjs model; it transposes to NCHW (ONNX's layout) inside.
  * Supported layers: InputLayer, Conv2D (any activation of relu/sigmoid/linear, 'same'/'valid'),
@@ -59,7 +59,7 @@ export function exportOnnxModel(model: tf.LayersModel): Uint8Array {
 
 /**
  * The graph of exportOnnxModel, unencoded, with the NCHW names of the image and the reconstruction so
- * that more nodes can be appended (lib/model/onnx-anomaly-map).
+ * that more nodes can be appended (lib/models/autoencoder/anomaly-map-graph).
  */
 export function inferenceGraph(model: tf.LayersModel): {
   graph: OnnxGraph;

@@ -1,5 +1,5 @@
 /**
- * The training loss of lib/model/losses (mse, ssim, edge; not the perceptual term, which runs a user's
+ * The training loss of lib/models/autoencoder/losses (mse, ssim, edge; not the perceptual term, which runs a user's
  * tfjs model) and its gradient w.r.t. the reconstruction as one ONNX graph, so that the ONNX Runtime
  * training engine never leaves native kernels: on tfjs-wasm the loss and its autodiff cost ~300 ms of a
  * ~1100 ms step (128 px, batch 8) and ~300 MB of wasm heap at batch 32.
@@ -25,12 +25,12 @@
  * test/model-onnx-loss.test.ts compares every term and the gradient with tfjs' autodiff of losses.ts.
  */
 
+import { gaussianKernel1d, SSIM_DEFAULTS } from '../../model/ssim';
+import { GraphBuilder } from '../../onnx/graph';
+import { encodeModel, floatTensor, int, ints, valueInfo } from '../../onnx/proto';
+import { type SsimMoments, ssimFromMoments } from '../../onnx/ssim';
 import { EDGE_EPS, type LossTerm, SOBEL_X, SOBEL_Y } from './losses';
-import { GraphBuilder } from './onnx-graph';
-import { encodeModel, floatTensor, int, ints, valueInfo } from './onnx-proto';
-import { type SsimMoments, ssimFromMoments } from './onnx-ssim';
-import { TRAIN_OUTPUT_GRAD } from './onnx-train-graph';
-import { gaussianKernel1d, SSIM_DEFAULTS } from './ssim';
+import { TRAIN_OUTPUT_GRAD } from './train-graph';
 
 export const LOSS_TARGET = 'target';
 export const LOSS_PRED = 'reconstruction';

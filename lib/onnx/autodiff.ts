@@ -8,7 +8,7 @@
  * forward tensors (a Conv's input, an activation's output) by name; `extractGraph` then keeps the
  * forward nodes that compute the referenced tensors which the backward graph does not get as inputs
  * (e.g. the U-Net's concat of upsampled and skip maps), and drops everything unused. buildBackwardModel
- * does all of it and encodes the model (lib/model/onnx-autodiff-unet: the U-Net-lite's backward graph).
+ * does all of it and encodes the model (lib/models/autoencoder/autodiff-unet: the U-Net-lite's backward graph).
  *
  * VJPs (NCHW, opset 17):
  *   Conv (group 1 or grouped, any stride, explicit pads, dilation 1):
@@ -17,7 +17,7 @@
  *          else ConvTranspose(dy, W) with the forward's strides, pads, group and the output_padding
  *          that restores the input size;
  *     dW (group 1) = one batched GEMM per kernel tap, the same formulation as the hand-written graph
- *          (lib/model/onnx-train-graph weightGradient): stride 1 as contiguous windows of the
+ *          (lib/models/autoencoder/train-graph weightGradient): stride 1 as contiguous windows of the
  *          row-flattened padded input, stride > 1 as strided slices; result in [kh,kw,ci,co], then
  *          transposed to ONNX [co,ci,kh,kw] (a Transpose of a Transpose is folded, so a tfjs-layout
  *          kernel fed through Transpose gets its gradient without any copy).
@@ -28,8 +28,8 @@
  *   ReduceSum, ReduceMean: Expand back to the input shape (/ count for the mean).
  * Non-differentiable (no gradient flows through): Shape, Size, Cast, Sign, Greater, Less, Equal.
  */
-import { GraphBuilder } from './onnx-graph';
-import { encodeModel, int, ints, type OnnxNode, type OnnxTensor, type valueInfo } from './onnx-proto';
+import { GraphBuilder } from './graph';
+import { encodeModel, int, ints, type OnnxNode, type OnnxTensor, type valueInfo } from './proto';
 
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -619,7 +619,7 @@ interface ConvDims {
 /**
  * dW in [kh,kw,ci,co]: dW[a,b,ci,co] = sum over n, p of x_pad[n, ci, p*s + (a,b)] * dy[n, co, p], one
  * batched GEMM per tap (K = output pixels, batch = N), summed over the batch: the formulation of the
- * hand-written graph (lib/model/onnx-train-graph weightGradient), for rectangular maps and kernels.
+ * hand-written graph (lib/models/autoencoder/train-graph weightGradient), for rectangular maps and kernels.
  */
 function weightGradientTaps(g: GraphBuilder, emit: Emit, x: string, dy: string, d: ConvDims): string {
   const { ci, co, kh, kw, H, W, Ho, Wo, st, pads } = d;

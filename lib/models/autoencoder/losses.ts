@@ -11,10 +11,10 @@
  * Call `compute` inside tf.tidy / tf.variableGrads: intermediates are left to the enclosing scope.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LossConfig } from '../config/schema';
-import { UserError } from '../util/errors';
-import { loadModel } from './io';
-import { ssim } from './ssim';
+import type { LossConfig } from '../../config/schema';
+import { loadModel } from '../../model/io';
+import { ssim } from '../../model/ssim';
+import { UserError } from '../../util/errors';
 
 export type LossTerm = 'mse' | 'ssim' | 'edge' | 'perceptual';
 export const LOSS_TERMS: readonly LossTerm[] = ['mse', 'ssim', 'edge', 'perceptual'];

@@ -1,6 +1,6 @@
 /** ONNX Runtime session options shared by every session we create (training, scoring, serving). */
 import type { InferenceSession } from 'onnxruntime-node';
-import { type ExecutionProviderChoice, executionProviders } from '../onnx/execution-provider';
+import { type ExecutionProviderChoice, executionProviders } from './execution-provider';
 
 export interface OrtSessionOptions {
   /** Intra-op threads. */

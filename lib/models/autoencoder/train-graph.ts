@@ -6,21 +6,22 @@
  *   forward:  image NHWC + parameters  ->  reconstruction NHWC + every conv layer's output (NCHW)
  *   backward: image + those outputs + dLoss/dReconstruction + kernels  ->  gradient of every parameter
  *
- * The loss and its gradient w.r.t. the reconstruction come from a third graph (lib/model/onnx-loss-graph),
+ * The loss and its gradient w.r.t. the reconstruction come from a third graph (lib/models/autoencoder/loss-graph),
  * or from tfjs for a user's perceptual model; the optimizer runs in JS (lib/train/onnx-train-engine).
  * Parameters are graph INPUTS in tfjs layout ([kh,kw,ci,co] kernels, [co] biases), so one session serves
  * every step and gradients come back in the layout tfjs stores.
  *
- * The backward pass is written out by hand for the layers of buildUNetLite (lib/model/unet.ts):
+ * The backward pass is written out by hand for the layers of buildUNetLite (lib/models/autoencoder/unet.ts):
  *   conv+bias+act:  dPre = dY * act'(Y);  dB = sum over N,H,W;
  *                   dX = ConvTranspose(dPre, W) with the forward's strides and pads;
  *                   dW = Conv(x as [ci,N,H,W], dPre as [co,N,Ho,Wo], dilation = stride) -> [ci,co,kh,kw]
  *   nearest 2x upsample:  gradient = 2x2 sum pooling;   concat: split the gradient by channels.
  * test/model-onnx-train.test.ts checks every gradient against tfjs' autodiff of the same model.
  */
-import { tfSamePads } from './onnx-export';
-import { GraphBuilder } from './onnx-graph';
-import { encodeModel, int, ints, str, valueInfo } from './onnx-proto';
+
+import { GraphBuilder } from '../../onnx/graph';
+import { encodeModel, int, ints, str, valueInfo } from '../../onnx/proto';
+import { tfSamePads } from './export';
 
 export const TRAIN_INPUT = 'image';
 export const TRAIN_OUTPUT = 'reconstruction';
@@ -261,7 +262,7 @@ export function buildForwardGraph(imageSize: number, widths: number[]): Uint8Arr
   });
 }
 
-/** The forward graph's nodes, appended to `g` (also what lib/model/onnx-autodiff-unet differentiates). */
+/** The forward graph's nodes, appended to `g` (also what lib/models/autoencoder/autodiff-unet differentiates). */
 export function buildForwardNodes(g: GraphBuilder, imageSize: number, widths: number[]): void {
   const layers = unetConvLayers(imageSize, widths);
   const image = g.transpose(TRAIN_INPUT, [0, 3, 1, 2]);
