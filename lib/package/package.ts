@@ -212,39 +212,13 @@ export async function exportModelPackage(opts: ExportPackageOptions): Promise<vo
         `${join(opts.modelDir, MODEL_JSON)}: model input is ${imageSize} px but config image_size is ${opts.config.image_size}`,
       );
     }
-    const tmp = join(
-      dirname(opts.packageDir),
-      `.${basename(opts.packageDir)}.${randomBytes(4).toString('hex')}.tmp`,
-    );
-    try {
-      // Re-saving (rather than copying) normalises the weights to one weights.bin and proves they load.
-      await saveModel(model, tmp);
-      await writeJsonAtomic(join(tmp, PACKAGE_FILES.preprocess), defaultPreprocess(imageSize));
-      const backend = opts.training.backend;
-      const metadata: PackageMetadata = {
-        category: opts.category,
-        pipeline: opts.pipeline,
-        runId: opts.runId,
-        createdAt: new Date().toISOString(),
-        architecture: {
-          name: 'unet-lite',
-          widths: opts.config.model.widths,
-          imageSize,
-          parameters: model.countParams(),
-        },
-        tfjsVersion: tf.version.tfjs,
-        backend: typeof backend === 'string' ? backend : null,
-        configHash: configHash(opts.config),
-        config: opts.config,
-        training: opts.training,
-      };
-      await writeJsonAtomic(join(tmp, PACKAGE_FILES.metadata), metadata);
-      await writeManifest(tmp);
-      await replaceDir(tmp, opts.packageDir);
-    } catch (err) {
-      await rm(tmp, { recursive: true, force: true });
-      throw err;
-    }
+    // Re-saving (rather than copying) normalises the weights to one weights.bin and proves they load.
+    await writePackageDir(opts, imageSize, (tmp) => saveModel(model, tmp), {
+      name: 'unet-lite',
+      widths: opts.config.model.widths,
+      imageSize,
+      parameters: model.countParams(),
+    });
   } finally {
     model.dispose();
   }
@@ -258,13 +232,34 @@ async function exportPatchcorePackage(opts: ExportPackageOptions, model: Patchco
       `${join(opts.modelDir, PATCHCORE_JSON)}: model input is ${imageSize} px but config image_size is ${opts.config.image_size}`,
     );
   }
+  const { onnxSha256: _, ...info } = model.info;
+  await writePackageDir(opts, imageSize, (tmp) => savePatchcore(tmp, model.onnx, info), {
+    name: 'patchcore',
+    backbone: model.info.backbone.name,
+    strides: model.info.strides,
+    featureDim: model.info.featureDim,
+    bankSize: model.info.bankSize,
+    imageSize,
+  });
+}
+
+/**
+ * Writes a package: the model files (`writeModel`), preprocess.json, metadata.json and the manifest,
+ * in a sibling temp folder renamed into place, so the destination is either absent, the old package,
+ * or the complete new one.
+ */
+async function writePackageDir(
+  opts: ExportPackageOptions,
+  imageSize: number,
+  writeModel: (dir: string) => Promise<unknown>,
+  architecture: PackageMetadata['architecture'],
+): Promise<void> {
   const tmp = join(
     dirname(opts.packageDir),
     `.${basename(opts.packageDir)}.${randomBytes(4).toString('hex')}.tmp`,
   );
   try {
-    const { onnxSha256: _, ...info } = model.info;
-    await savePatchcore(tmp, model.onnx, info);
+    await writeModel(tmp);
     await writeJsonAtomic(join(tmp, PACKAGE_FILES.preprocess), defaultPreprocess(imageSize));
     const backend = opts.training.backend;
     const metadata: PackageMetadata = {
@@ -272,14 +267,7 @@ async function exportPatchcorePackage(opts: ExportPackageOptions, model: Patchco
       pipeline: opts.pipeline,
       runId: opts.runId,
       createdAt: new Date().toISOString(),
-      architecture: {
-        name: 'patchcore',
-        backbone: model.info.backbone.name,
-        strides: model.info.strides,
-        featureDim: model.info.featureDim,
-        bankSize: model.info.bankSize,
-        imageSize,
-      },
+      architecture,
       tfjsVersion: tf.version.tfjs,
       backend: typeof backend === 'string' ? backend : null,
       configHash: configHash(opts.config),
