@@ -40,7 +40,8 @@ export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Fails `body` with an ABORTED StoreError when `signal` fires (the writer downstream then discards
- * its temp file / aborts its multipart upload). Returns a function that detaches the listener.
+ * its temp file / aborts its multipart upload); throws that error at once when `signal` has already
+ * fired. Returns a function that detaches the listener.
  */
 export function abortOnSignal(body: Readable, signal: AbortSignal | undefined, location: string): () => void {
   if (!signal) return () => {};
@@ -49,8 +50,11 @@ export function abortOnSignal(body: Readable, signal: AbortSignal | undefined, l
       new StoreError('ABORTED', location, `${location}: upload aborted`, { cause: signal.reason }),
     );
   if (signal.aborted) {
-    abort();
-    return () => {};
+    // Nothing has read the body yet, so nothing listens for its error: fail here instead of
+    // destroying it with an error no one would catch.
+    body.on('error', () => {});
+    body.destroy();
+    throw new StoreError('ABORTED', location, `${location}: upload aborted`, { cause: signal.reason });
   }
   signal.addEventListener('abort', abort, { once: true });
   return () => signal.removeEventListener('abort', abort);
