@@ -61,6 +61,17 @@ describe('k-center coreset', () => {
     expect([...(await kCenterCoreset(x, n, k, { size: 40, projectionDim: k, seed: 9 }))]).toEqual([...sel]);
   });
 
+  it('selects the same with worker threads as on one thread', async () => {
+    const rng = new Rng(5);
+    const n = 20000;
+    const k = 128;
+    const x = new Float32Array(n * k);
+    for (let p = 0; p < n; p++) for (let j = 0; j < k; j++) x[p * k + j] = (p % 11) + rng.normal() * 0.5;
+    const one = await kCenterCoreset(x, n, k, { size: 60, projectionDim: k, seed: 2, threads: 1 });
+    const two = await kCenterCoreset(x, n, k, { size: 60, projectionDim: k, seed: 2, threads: 2 });
+    expect([...two]).toEqual([...one]);
+  });
+
   it('keeps every point when the coreset is as large as the set', async () => {
     const sel = await kCenterCoreset(new Float32Array(10 * 3), 10, 3, {
       size: 20,

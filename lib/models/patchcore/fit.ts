@@ -98,6 +98,7 @@ export async function fitPatchcore(opts: FitOptions): Promise<PatchcoreFit> {
     size,
     projectionDim: cfg.projection_dim,
     seed: opts.seed,
+    threads: opts.threads,
     signal: opts.signal,
     onProgress: (done, total) => opts.onProgress?.({ stage: 'coreset', done, total }),
   });
