@@ -120,7 +120,7 @@ describe('model package', () => {
   it('requires calibration for serving, unless told otherwise', async () => {
     const dir = join(root, 'uncalibrated');
     await makeTinyPackage(dir, { calibration: null });
-    await expectInvalid(dir, /calibration\.json: missing: .*run the threshold step/);
+    await expectInvalid(dir, /calibration\.json: missing: .*serve the package step's copy/);
     const pkg = await loadModelPackage(dir, { requireCalibration: false });
     expect(pkg.calibration).toBeNull();
     pkg.model.dispose();

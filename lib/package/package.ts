@@ -456,7 +456,7 @@ export async function validateModelPackage(
   } else if (requireCalibration) {
     throw invalid(
       calPath,
-      'missing: the model has no calibration (thresholds); run the threshold step on this package before serving',
+      "missing: this package has no calibration (thresholds), like the checkpoint step's; serve the package step's copy (<run>/<category>/package/package), sealed with the threshold step's calibration",
     );
   }
   const metrics = manifest.files[PACKAGE_FILES.metrics]
