@@ -137,7 +137,10 @@ export async function mirrorRemoteModels(
         try {
           const manifest = await readJson(store, joinKey(prefix, PACKAGE_FILES.manifest), looseManifest);
           if (!manifest.files[PACKAGE_FILES.calibration]) {
-            skipped.push({ key: prefix, reason: 'uncalibrated (a checkpoint step package; the package step seals the servable copy)' });
+            skipped.push({
+              key: prefix,
+              reason: 'uncalibrated (a checkpoint step package; the package step seals the servable copy)',
+            });
             continue;
           }
           const metaEntry = manifest.files[PACKAGE_FILES.metadata];
