@@ -6,9 +6,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { ModelKind } from '../config/schema';
 import {
+  isPatchcoreDir,
   isPatchcoreModel,
   loadPatchcore,
-  PATCHCORE_JSON,
   type PatchcoreModel,
 } from '../models/patchcore/model';
 
@@ -28,9 +28,8 @@ export function scorableImageSize(m: ScorableModel): number {
 
 /** Loads the trained model in `dir`, whatever its kind (patchcore.json marks a PatchCore model). */
 export async function loadScorableModel(dir: string): Promise<ScorableModel> {
-  const { stat } = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  if (await stat(join(dir, PATCHCORE_JSON)).catch(() => null)) return loadPatchcore(dir);
+  if (await isPatchcoreDir(dir)) return loadPatchcore(dir);
+  // Loaded on demand: tfjs is heavy, and PatchCore does not need it.
   const { loadModel } = await import('../model/io');
   return loadModel(dir);
 }

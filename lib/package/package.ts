@@ -25,6 +25,7 @@ import type { ScorableModel } from '../infer/scorable-model';
 import type { Calibration } from '../model/calibration';
 import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from '../model/io';
 import {
+  isPatchcoreDir,
   loadPatchcore,
   PATCHCORE_JSON,
   PATCHCORE_ONNX,
@@ -192,7 +193,7 @@ export function defaultPreprocess(imageSize: number): PreprocessSpec {
  * destination is either absent, the old package, or the complete new one.
  */
 export async function exportModelPackage(opts: ExportPackageOptions): Promise<void> {
-  if (await stat(join(opts.modelDir, PATCHCORE_JSON)).catch(() => null)) {
+  if (await isPatchcoreDir(opts.modelDir)) {
     await exportPatchcorePackage(opts, await loadPatchcore(opts.modelDir));
     return;
   }

@@ -4,7 +4,7 @@
  * backbone and its licence, stages, bank size, fit facts). Self-contained: scoring needs neither the
  * backbone package nor Python.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { sha256, writeFileAtomic, writeJsonAtomic } from '../../util/atomic';
@@ -54,6 +54,11 @@ export class PatchcoreModel {
 
 export function isPatchcoreModel(m: unknown): m is PatchcoreModel {
   return m instanceof PatchcoreModel;
+}
+
+/** Whether `dir` holds a fitted PatchCore model (its patchcore.json), rather than a tfjs autoencoder. */
+export async function isPatchcoreDir(dir: string): Promise<boolean> {
+  return (await stat(join(dir, PATCHCORE_JSON)).catch(() => null)) !== null;
 }
 
 /** Writes the two files (the graph first: the json, naming its sha256, marks a complete model). */
