@@ -56,6 +56,7 @@ async function torchStages(
   x: Float32Array,
   shape: number[],
   stages: number[],
+  variant = 'lite0',
 ): Promise<Map<number, { shape: number[]; data: Float32Array }>> {
   const dir = await mkdtemp(join(work, 'ref-'));
   await writeFile(join(dir, 'x.f32'), new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
@@ -63,6 +64,8 @@ async function torchStages(
     PYTHON,
     [
       REFERENCE,
+      '--variant',
+      variant,
       '--input',
       join(dir, 'x.f32'),
       '--shape',
@@ -258,6 +261,29 @@ describe('appendBackbone / buildFeatureExtractor', () => {
       await session.release();
     });
   }
+
+  // Lite2, the shipped PatchCore backbone: other widths (1.1) and depths (1.2), so other block counts
+  // and channels; the same converter must read it exactly.
+  it('matches the torch forward pass of EfficientNet-Lite2 (1x3x70x45)', async () => {
+    const lite2 = await loadBackbone({ variant: 'lite2', stateDir });
+    expect(lite2.info.architecture).toBe('efficientnet-lite2');
+    const stages = [0, 1, 2, 3, 4];
+    const { model, outputs } = buildFeatureExtractorWithOutputs(lite2, { stages });
+    expect(outputs.map((o) => o.channels)).toEqual([16, 24, 48, 120, 352]);
+    const session = await ort.InferenceSession.create(model, ortSessionOptions({ threads: 2 }));
+    const x = randomImage(1, 70, 45, 11);
+    const res = await session.run({ image: new ort.Tensor('float32', x, [1, 3, 70, 45]) });
+    const ref = await torchStages(x, [1, 3, 70, 45], stages, 'lite2');
+    for (const o of outputs) {
+      const a = res[o.name].data as Float32Array;
+      const want = ref.get(o.stage)!;
+      expect(res[o.name].dims).toEqual(want.shape);
+      let maxErr = 0;
+      for (let i = 0; i < a.length; i++) maxErr = Math.max(maxErr, Math.abs(a[i] - want.data[i]));
+      expect(maxErr).toBeLessThanOrEqual(1e-4);
+    }
+    await session.release();
+  });
 
   it('measures a 256x256 forward pass up to stride 16 (2 threads)', async () => {
     const model = buildFeatureExtractor(weights, { stages: [2, 3] });

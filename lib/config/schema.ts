@@ -67,20 +67,26 @@ export const patchcoreSchema = z
   .object({
     backbone: z
       .enum(['efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2'])
-      .default('efficientnet-lite0'),
-    /** Feature stages by output stride (8 and 16: mid-level features, as the paper's layer 2 + 3). */
+      // Lite2 measured best on real photographs (docs/RESULTS.md): +0.016 image AUROC, +0.026 AUPRO
+      // over lite0 on 8 texture categories, at the same fit time.
+      .default('efficientnet-lite2'),
+    /**
+     * Feature stages by output stride. The paper's layers 2 + 3 are strides 8 and 16; the stride-4
+     * stage, pooled to the patch grid, adds local colour and contrast (+0.045 image AUROC on real
+     * textures, docs/RESULTS.md).
+     */
     strides: z
       .array(z.union([z.literal(4), z.literal(8), z.literal(16), z.literal(32)]))
       .min(1)
-      .default([8, 16]),
+      .default([4, 8, 16]),
     /**
      * Stride of the patch grid; null: the finest stage's. Finer stages are average-pooled down to it,
-     * coarser ones upsampled.
+     * coarser ones upsampled. 8: a 32x32 grid at 256 px, as the paper's.
      */
     patch_stride: z
       .union([z.literal(4), z.literal(8), z.literal(16)])
       .nullable()
-      .default(null),
+      .default(8),
     /** Side of the neighbourhood each patch feature averages over. */
     neighbourhood: z.number().int().min(1).max(7).default(3),
     /** Share of the training patches kept in the memory bank. */
