@@ -40,8 +40,10 @@ let workerLog: WriteStream;
 /** Training worker child pids in start order, read from the supervisor's "started training worker" lines. */
 const trainWorkerPids: number[] = [];
 
+type Kind = 'autoencoder' | 'patchcore' | 'draem';
+
 /** The tiny pipeline: every real step, short train heartbeat so a dead worker is noticed in seconds. */
-function pipelineYaml(epochs: number, kind: 'autoencoder' | 'patchcore' = 'autoencoder'): string {
+function pipelineYaml(epochs: number, kind: Kind = 'autoencoder'): string {
   return [
     'name: e2e',
     'dataset: { root: data, categories: all }',
@@ -57,7 +59,10 @@ function pipelineYaml(epochs: number, kind: 'autoencoder' | 'patchcore' = 'autoe
     '  batch_size: 4',
     kind === 'patchcore'
       ? '  model: { kind: patchcore, patchcore: { coreset_ratio: 0.5 } }'
-      : '  model: { widths: [4, 8] }',
+      : kind === 'draem'
+        ? // ~10 ms a step here: 400 steps leave seconds for the kill after the first checkpoint.
+          '  model: { kind: draem, draem: { recon_widths: [4, 8], disc_widths: [4, 8], batch_size: 4, steps: 400, checkpoint_every: 20 } }'
+        : '  model: { widths: [4, 8] }',
     // Exactly `epochs` epochs must run; keep every checkpoint so the test can see them.
     '  early_stopping: { patience: 100 }',
     '  checkpoint: { every_epochs: 1, keep_last: 10 }',
@@ -82,7 +87,7 @@ async function planFor(
   name: string,
   epochs: number,
   categories: string[],
-  kind: 'autoencoder' | 'patchcore' = 'autoencoder',
+  kind: Kind = 'autoencoder',
 ): Promise<RunPlan> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, pipelineYaml(epochs, kind));
@@ -268,6 +273,35 @@ describe('pipeline end to end with the real steps and worker.ts', () => {
     const result = readJson<StepResult>(join(stepDir, 'result.json'));
     expect(result.summary.resumedFrom).toBe(resumedFrom);
     expect(existsSync(join(plan.runDir, 'weave', 'report', 'report.json'))).toBe(true);
+  });
+
+  it('a DRAEM training worker killed after its first checkpoint resumes from it, and the package serves', async () => {
+    const plan = await planFor('draem', 1, ['weave'], 'draem');
+    const stepDir = join(plan.runDir, 'weave', 'train');
+    const handle = await startPipelineRun(client, plan);
+    // The state file is renamed into place last: its existence means the checkpoint is complete.
+    await waitFor(
+      'the first DRAEM checkpoint',
+      () => existsSync(join(stepDir, 'checkpoints', 'step-000020', 'state.json')),
+      60_000,
+    );
+    const killedPid = trainWorkerPids.at(-1);
+    if (killedPid === undefined) throw new Error('no training worker pid seen in the supervisor output');
+    process.kill(killedPid, 'SIGKILL');
+    const summary = await handle.result();
+    expect(summary.categories.map((c) => [c.category, c.status, c.failure?.message ?? null])).toEqual([
+      ['weave', 'completed', null],
+    ]);
+    expect(attemptLog(stepDir, 1).some((l) => l.msg === 'attempt finished')).toBe(false);
+    const train = readJson<StepResult>(join(stepDir, 'result.json'));
+    expect(train.summary).toMatchObject({ modelKind: 'draem', stepsRun: 400 });
+    expect(String(train.summary.resumedFrom)).toMatch(/train\/checkpoints\/step-\d{6}$/);
+    // One history record per 10 steps, none repeated or lost across the crash.
+    const history = readJson<Array<{ step: number }>>(join(stepDir, 'history.json'));
+    expect(history.map((h) => h.step)).toEqual(Array.from({ length: 40 }, (_, i) => (i + 1) * 10));
+    const { loadServedModels } = await import('../lib/serve/models');
+    const { models } = await loadServedModels(plan.runDir);
+    expect(models.map((m) => [m.category, m.pkg.metadata.architecture.name])).toEqual([['weave', 'draem']]);
   });
 
   it('runs a PatchCore pipeline end to end (fit, validate, package) and the package serves', async () => {

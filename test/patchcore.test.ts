@@ -13,7 +13,7 @@ import { readCachedSplit } from '../lib/data/tensor-cache';
 import { createScoringEngine } from '../lib/eval/scoring-engine';
 import { thresholdStep } from '../lib/eval/threshold-step';
 import { validateStep } from '../lib/eval/validate-step';
-import { createPatchcoreScorer } from '../lib/infer/patchcore-scorer';
+import { createOnnxDetectorScorer } from '../lib/infer/onnx-detector-scorer';
 import { resolveBackbone } from '../lib/models/patchcore/backbone';
 import { kCenterCoreset } from '../lib/models/patchcore/coreset';
 import { fitPatchcore } from '../lib/models/patchcore/fit';
@@ -107,7 +107,7 @@ describe('patchcore on the pretrained backbone', () => {
     expect(fit.bankSize).toBe(fit.trainPatches);
     expect(fit.grid).toBe(SIZE / 8);
     const model = new PatchcoreModel(fit.onnx, fakeInfo(fit));
-    const scorer = await createPatchcoreScorer(model, { threads: 1 });
+    const scorer = await createOnnxDetectorScorer(model, { threads: 1 });
     try {
       const px = SIZE * SIZE * 3;
       const same = Float32Array.from(train.images.subarray(0, px), (v) => v / 255);

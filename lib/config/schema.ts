@@ -55,7 +55,7 @@ export const lossSchema = z
   .strict();
 
 /** Detector kinds (lib/models/<kind>): reconstruction autoencoder, or feature-memory PatchCore. */
-export const MODEL_KINDS = ['autoencoder', 'patchcore'] as const;
+export const MODEL_KINDS = ['autoencoder', 'patchcore', 'draem'] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 /**
@@ -100,6 +100,37 @@ export const patchcoreSchema = z
   })
   .strict();
 export type PatchcoreConfig = z.infer<typeof patchcoreSchema>;
+
+/**
+ * DRAEM (Zavrtanik et al. 2021), no pretrained weights: a reconstructive U-Net trained to remove
+ * synthetic anomalies (lib/data/anomaly-generator) and a discriminative U-Net on (input, reconstruction)
+ * trained to segment them; the anomaly map is its mask probability. Trained by optimiser steps, not
+ * epochs: small datasets would otherwise take a handful of steps per epoch.
+ */
+export const draemSchema = z
+  .object({
+    recon_widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64, 128]),
+    disc_widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64]),
+    /** Optimiser steps (batches) to train for, whatever the dataset size. */
+    steps: positiveInt.default(1500),
+    batch_size: positiveInt.default(8),
+    /** Adam learning rate at the start; cosine decay to 1 % of it over `steps`. */
+    lr: z.number().positive().default(5e-4),
+    l2_weight: z.number().min(0).default(1),
+    ssim_weight: z.number().min(0).default(1),
+    focal_weight: z.number().min(0).default(1),
+    focal_gamma: z.number().min(0).default(2),
+    /** Share of training images that get synthetic anomalies (the rest teach "nothing to find"). */
+    anomaly_probability: unit.default(0.5),
+    /** Gaussian smoothing of the mask-probability map, in pixels at the input size (0: none). */
+    smoothing_sigma: z.number().min(0).default(2),
+    /** Side of the window the image score averages the map over, at 256 px (scaled to the input). */
+    score_window: positiveInt.default(21),
+    /** A resumable checkpoint every this many steps. */
+    checkpoint_every: positiveInt.default(100),
+  })
+  .strict();
+export type DraemConfig = z.infer<typeof draemSchema>;
 
 export const lrScheduleSchema = z
   .object({
@@ -174,6 +205,8 @@ export const trainingConfigSchema = z
         widths: z.array(positiveInt).min(1).max(6).default([16, 32, 64, 128]),
         /** Settings of the patchcore kind (ignored by the autoencoder). */
         patchcore: patchcoreSchema.optional(),
+        /** Settings of the draem kind (ignored by the other kinds). */
+        draem: draemSchema.optional(),
       })
       .strict()
       .default({ widths: [16, 32, 64, 128] }),
@@ -208,6 +241,10 @@ export function modelKind(cfg: TrainingConfig): ModelKind {
 /** The patchcore settings with their defaults filled in. */
 export function patchcoreConfig(cfg: TrainingConfig): PatchcoreConfig {
   return patchcoreSchema.parse(cfg.model.patchcore ?? {});
+}
+
+export function draemConfig(cfg: TrainingConfig): DraemConfig {
+  return draemSchema.parse(cfg.model.draem ?? {});
 }
 
 /** The defaults of the original system, as a fully-populated object. */

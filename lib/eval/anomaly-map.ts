@@ -3,7 +3,7 @@ import type { AnomalyMapConfig } from '../config/schema';
 import type { ScorableModel } from '../infer/scorable-model';
 import { checkAnomalyMapConfig, scoreBorder, smoothingKernel } from '../model/anomaly-map-params';
 import { ssimMap } from '../model/ssim';
-import { isPatchcoreModel } from '../models/patchcore/model';
+import { DETECTOR_LABEL, isOnnxDetector } from '../models/onnx-detector';
 import { UserError } from '../util/errors';
 
 export { checkAnomalyMapConfig, scoreBorder, smoothingKernel };
@@ -164,10 +164,10 @@ export async function scoreImages(
 }
 
 function tfjsModel(model: ScorableModel): tf.LayersModel {
-  if (isPatchcoreModel(model))
+  if (isOnnxDetector(model))
     throw new UserError(
       'INVALID_ARGUMENT',
-      'PatchCore models score on ONNX Runtime only (engine onnx or auto)',
+      `${DETECTOR_LABEL[model.kind]} models score on ONNX Runtime only (engine onnx or auto)`,
     );
   return model;
 }

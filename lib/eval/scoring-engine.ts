@@ -8,10 +8,10 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { AnomalyMapConfig } from '../config/schema';
-import type { PatchcoreScorer } from '../infer/patchcore-scorer';
+import type { OnnxDetectorScorer } from '../infer/onnx-detector-scorer';
 import type { ScorableModel } from '../infer/scorable-model';
 import type { OnnxScorer } from '../models/autoencoder/runner';
-import { isPatchcoreModel } from '../models/patchcore/model';
+import { DETECTOR_LABEL, isOnnxDetector } from '../models/onnx-detector';
 import type { DevicePreference, ExecutionProviderChoice } from '../onnx/execution-provider';
 import { UserError } from '../util/errors';
 import type { scoreImages } from './anomaly-map';
@@ -62,12 +62,12 @@ export async function createScoringEngine(
   opts: ScoringEngineOptions = {},
 ): Promise<ScoringEngine> {
   const { scoreImages } = await import('./anomaly-map');
-  const patchcore = targets.some((t) => isPatchcoreModel(t.model));
+  const detector = targets.map((t) => t.model).find(isOnnxDetector);
   if (engine === 'tfjs') {
-    if (patchcore)
+    if (detector)
       throw new UserError(
         'INVALID_ARGUMENT',
-        'engine tfjs: PatchCore models score on ONNX Runtime only; use engine onnx or auto',
+        `engine tfjs: ${DETECTOR_LABEL[detector.kind]} models score on ONNX Runtime only; use engine onnx or auto`,
       );
     return { engine: 'tfjs', score: scoreImages, release: async () => {} };
   }
@@ -82,8 +82,8 @@ export async function createScoringEngine(
     try {
       return await createOnnxScoringEngine(targets, opts, explicit);
     } catch (err) {
-      // PatchCore has no tfjs implementation to fall back to: its error is the answer.
-      if (explicit || patchcore) throw err;
+      // PatchCore and DRAEM have no tfjs implementation to fall back to: their error is the answer.
+      if (explicit || detector) throw err;
       return {
         engine: 'tfjs',
         fallbackReason: (err as Error).message,
@@ -104,19 +104,19 @@ async function createOnnxScoringEngine(
   const { resolveExecutionProvider } = await import('../onnx/execution-provider');
   let executionProvider = resolved ?? (await resolveExecutionProvider(opts.device ?? 'auto'));
   const { createOnnxScorer } = await import('../models/autoencoder/runner');
-  const { createPatchcoreScorer } = await import('../infer/patchcore-scorer');
+  const { createOnnxDetectorScorer } = await import('../infer/onnx-detector-scorer');
   const scorers = new Map<tf.LayersModel, OnnxScorer>();
-  const patchcoreScorers = new Map<ScorableModel, PatchcoreScorer>();
+  const detectorScorers = new Map<ScorableModel, OnnxDetectorScorer>();
   const release = async () => {
-    await Promise.all([...scorers.values(), ...patchcoreScorers.values()].map((s) => s.release()));
+    await Promise.all([...scorers.values(), ...detectorScorers.values()].map((s) => s.release()));
   };
   const prepareAll = async () => {
     for (const t of targets) {
-      if (isPatchcoreModel(t.model)) {
-        if (!patchcoreScorers.has(t.model))
-          patchcoreScorers.set(
+      if (isOnnxDetector(t.model)) {
+        if (!detectorScorers.has(t.model))
+          detectorScorers.set(
             t.model,
-            await createPatchcoreScorer(t.model, { threads: opts.threads, executionProvider }),
+            await createOnnxDetectorScorer(t.model, { threads: opts.threads, executionProvider }),
           );
         continue;
       }
@@ -133,7 +133,7 @@ async function createOnnxScoringEngine(
   } catch (err) {
     await release();
     scorers.clear();
-    patchcoreScorers.clear();
+    detectorScorers.clear();
     // The probe passed but a real graph failed on the GPU provider: `auto` goes on on CPU.
     if (executionProvider.requested !== 'auto' || executionProvider.provider === 'cpu') throw err;
     const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
@@ -151,14 +151,14 @@ async function createOnnxScoringEngine(
     }
   }
   const score: ScoreFn = (model, images, n, size, cfg, batchSize, scoreOpts = {}) => {
-    const ps = patchcoreScorers.get(model);
+    const ps = detectorScorers.get(model);
     if (ps)
       return scoreImages(model, images, n, size, cfg, batchSize, { ...scoreOpts, scoreBatch: ps.score });
-    const s = isPatchcoreModel(model) ? undefined : scorers.get(model);
+    const s = isOnnxDetector(model) ? undefined : scorers.get(model);
     if (!s) throw new Error('onnx engine: no session for this model (it was not loaded at start-up)');
     return scoreImages(model, images, n, size, cfg, batchSize, { ...scoreOpts, scoreBatch: s.score });
   };
   const threads =
-    scorers.values().next().value?.threads ?? patchcoreScorers.values().next().value?.threads ?? opts.threads;
+    scorers.values().next().value?.threads ?? detectorScorers.values().next().value?.threads ?? opts.threads;
   return { engine: 'onnx', threads, executionProvider, score, release };
 }

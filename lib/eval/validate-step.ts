@@ -28,7 +28,7 @@ export const validateStep: StepFunction = async (ctx, hooks) => {
   // PatchCore runs wholly on ONNX Runtime: no tfjs backend is involved, so none is recorded. The
   // autoencoder's backend is selected before its tfjs model is loaded.
   const backend =
-    modelKind(ctx.config) === 'patchcore' ? 'onnxruntime' : await useInferenceBackend(ctx.config.backend);
+    modelKind(ctx.config) !== 'autoencoder' ? 'onnxruntime' : await useInferenceBackend(ctx.config.backend);
   const model = await loadScorableModel(modelDir);
   try {
     const files = await scoreSplits(ctx, hooks, model, preprocessDir, backend, batchSize);

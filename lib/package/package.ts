@@ -25,6 +25,15 @@ import type { ScorableModel } from '../infer/scorable-model';
 import type { Calibration } from '../model/calibration';
 import { loadModel, MODEL_JSON, MODEL_WEIGHTS, saveModel } from '../model/io';
 import {
+  DRAEM_JSON,
+  DRAEM_ONNX,
+  type DraemModel,
+  isDraemDir,
+  loadDraem,
+  saveDraem,
+} from '../models/draem/model';
+import type { OnnxDetector } from '../models/onnx-detector';
+import {
   isPatchcoreDir,
   loadPatchcore,
   PATCHCORE_JSON,
@@ -54,6 +63,7 @@ const REQUIRED_FILES = [PACKAGE_FILES.preprocess, PACKAGE_FILES.metadata];
 const MODEL_FILES = {
   autoencoder: [MODEL_JSON, MODEL_WEIGHTS],
   patchcore: [PATCHCORE_ONNX, PATCHCORE_JSON],
+  draem: [DRAEM_ONNX, DRAEM_JSON],
 } as const;
 
 const fileEntrySchema = z.object({
@@ -102,6 +112,14 @@ export const metadataSchema = z.object({
       bankSize: z.number().int().positive(),
       imageSize: z.number().int().positive(),
     }),
+    z.object({
+      name: z.literal('draem'),
+      reconWidths: z.array(z.number().int().positive()),
+      discWidths: z.array(z.number().int().positive()),
+      parameters: z.number().int().positive(),
+      steps: z.number().int().min(0),
+      imageSize: z.number().int().positive(),
+    }),
   ]),
   tfjsVersion: z.string(),
   /** Backend the model was trained on, when the train step reported it. */
@@ -115,9 +133,11 @@ export type PackageMetadata = z.infer<typeof metadataSchema>;
 
 /** One line saying what the model is (reports, logs, bench output). */
 export function describeArchitecture(a: PackageMetadata['architecture']): string {
-  return a.name === 'unet-lite'
-    ? `U-Net-lite autoencoder, widths ${a.widths.join(',')}, ${a.parameters} parameters`
-    : `PatchCore on ${a.backbone} (strides ${a.strides.join(',')}), bank ${a.bankSize} x ${a.featureDim}`;
+  if (a.name === 'unet-lite')
+    return `U-Net-lite autoencoder, widths ${a.widths.join(',')}, ${a.parameters} parameters`;
+  if (a.name === 'draem')
+    return `DRAEM, U-Nets ${a.reconWidths.join(',')} + ${a.discWidths.join(',')}, ${a.parameters} parameters, ${a.steps} steps`;
+  return `PatchCore on ${a.backbone} (strides ${a.strides.join(',')}), bank ${a.bankSize} x ${a.featureDim}`;
 }
 
 /**
@@ -197,6 +217,10 @@ export async function exportModelPackage(opts: ExportPackageOptions): Promise<vo
     await exportPatchcorePackage(opts, await loadPatchcore(opts.modelDir));
     return;
   }
+  if (await isDraemDir(opts.modelDir)) {
+    await exportDraemPackage(opts, await loadDraem(opts.modelDir));
+    return;
+  }
   const model = await loadModel(opts.modelDir);
   try {
     const inputShape = model.inputs[0].shape;
@@ -225,14 +249,32 @@ export async function exportModelPackage(opts: ExportPackageOptions): Promise<vo
   }
 }
 
-async function exportPatchcorePackage(opts: ExportPackageOptions, model: PatchcoreModel): Promise<void> {
+function checkDetectorSize(opts: ExportPackageOptions, model: OnnxDetector, json: string): number {
   const imageSize = model.imageSize;
   if (imageSize !== opts.config.image_size) {
     throw new UserError(
       'INVALID_MODEL',
-      `${join(opts.modelDir, PATCHCORE_JSON)}: model input is ${imageSize} px but config image_size is ${opts.config.image_size}`,
+      `${join(opts.modelDir, json)}: model input is ${imageSize} px but config image_size is ${opts.config.image_size}`,
     );
   }
+  return imageSize;
+}
+
+async function exportDraemPackage(opts: ExportPackageOptions, model: DraemModel): Promise<void> {
+  const imageSize = checkDetectorSize(opts, model, DRAEM_JSON);
+  const { onnxSha256: _, ...info } = model.info;
+  await writePackageDir(opts, imageSize, (tmp) => saveDraem(tmp, model.onnx, info), {
+    name: 'draem',
+    reconWidths: info.reconWidths,
+    discWidths: info.discWidths,
+    parameters: info.parameters,
+    steps: info.steps,
+    imageSize,
+  });
+}
+
+async function exportPatchcorePackage(opts: ExportPackageOptions, model: PatchcoreModel): Promise<void> {
+  const imageSize = checkDetectorSize(opts, model, PATCHCORE_JSON);
   const { onnxSha256: _, ...info } = model.info;
   await writePackageDir(opts, imageSize, (tmp) => savePatchcore(tmp, model.onnx, info), {
     name: 'patchcore',
@@ -425,7 +467,11 @@ export async function validateModelPackage(
     throw invalid(manifestPath, `invalid manifest: ${z.prettifyError(mParsed.error).replace(/\n/g, '; ')}`);
   }
   const manifest = mParsed.data;
-  const kindFiles = manifest.files[PATCHCORE_JSON] ? MODEL_FILES.patchcore : MODEL_FILES.autoencoder;
+  const kindFiles = manifest.files[PATCHCORE_JSON]
+    ? MODEL_FILES.patchcore
+    : manifest.files[DRAEM_JSON]
+      ? MODEL_FILES.draem
+      : MODEL_FILES.autoencoder;
   for (const name of [...kindFiles, ...REQUIRED_FILES]) {
     if (!manifest.files[name]) throw invalid(join(dir, name), 'required file is not listed in manifest.json');
   }
@@ -472,14 +518,19 @@ export async function loadModelPackage(
   opts: { requireCalibration?: boolean } = {},
 ): Promise<LoadedPackage> {
   const info = await validateModelPackage(dir, opts);
-  if (info.manifest.files[PATCHCORE_JSON]) {
-    const pc = await loadPatchcore(dir);
-    if (pc.imageSize !== info.preprocess.imageSize)
+  const detectorJson = info.manifest.files[PATCHCORE_JSON]
+    ? PATCHCORE_JSON
+    : info.manifest.files[DRAEM_JSON]
+      ? DRAEM_JSON
+      : null;
+  if (detectorJson) {
+    const m = detectorJson === PATCHCORE_JSON ? await loadPatchcore(dir) : await loadDraem(dir);
+    if (m.imageSize !== info.preprocess.imageSize)
       throw invalid(
-        join(dir, PATCHCORE_JSON),
-        `model input is ${pc.imageSize} px but preprocess.json says ${info.preprocess.imageSize} px`,
+        join(dir, detectorJson),
+        `model input is ${m.imageSize} px but preprocess.json says ${info.preprocess.imageSize} px`,
       );
-    return { ...info, model: pc };
+    return { ...info, model: m };
   }
   const model = await loadModel(dir);
   const shape = model.inputs[0].shape;

@@ -22,6 +22,7 @@ import type { JsonValue, StepFunction } from '../steps/contracts';
 import { artifact, finishStep, inputPath } from '../steps/result';
 import { writeJsonAtomic } from '../util/atomic';
 import { verifyCheckpoint } from './checkpoints';
+import { draemTrainStep } from './draem-train-step';
 import { TrainingCancelled, train } from './trainer';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
@@ -33,6 +34,7 @@ export function peakRssMiB(): number {
 
 export const trainStep: StepFunction = async (ctx, hooks) => {
   if (modelKind(ctx.config) === 'patchcore') return fitPatchcoreStep(ctx, hooks);
+  if (modelKind(ctx.config) === 'draem') return draemTrainStep(ctx, hooks);
   const startedAt = new Date();
   const cfg = ctx.config;
   const gpu = process.env[GPU_INDEX_ENV] || undefined;

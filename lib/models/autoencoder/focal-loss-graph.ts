@@ -7,36 +7,14 @@
  */
 
 import { buildBackwardModel } from '../../onnx/autodiff';
-import type { GraphBuilder } from '../../onnx/graph';
-import { floatTensor, int, valueInfo } from '../../onnx/proto';
+import { appendFocalLoss } from '../../onnx/focal-loss';
+import { floatTensor, valueInfo } from '../../onnx/proto';
 import type { FocalLossOptions } from './focal-loss';
 
 export const FOCAL_PROB = 'prob';
 export const FOCAL_MASK = 'mask';
 export const FOCAL_LOSS = 'loss';
 export const FOCAL_GRAD = 'grad/prob';
-
-/** Appends the forward nodes: FOCAL_LOSS from FOCAL_PROB and FOCAL_MASK. */
-function focalForward(g: GraphBuilder, o: Required<Omit<FocalLossOptions, 'reduction'>>): void {
-  const one = g.floats([1]);
-  const p = FOCAL_PROB;
-  const m = FOCAL_MASK;
-  const notM = g.op('Sub', [one, m]);
-  const pt = g.op('Add', [g.op('Mul', [m, p]), g.op('Mul', [notM, g.op('Sub', [one, p])])]);
-  const eps = g.floats([o.eps]);
-  const ptc = g.op('Where', [g.op('Less', [pt, eps]), eps, pt]); // clamp below: no gradient there
-  const q = g.op('Sub', [one, ptc]);
-  const focus =
-    o.gamma === 0 ? null : o.gamma === 2 ? g.op('Mul', [q, q]) : g.op('Pow', [q, g.floats([o.gamma])]);
-  const w =
-    o.alpha === null
-      ? null
-      : g.op('Add', [g.op('Mul', [m, g.floats([o.alpha])]), g.op('Mul', [notM, g.floats([1 - o.alpha])])]);
-  let term = g.op('Log', [ptc]);
-  if (focus) term = g.op('Mul', [focus, term]);
-  if (w) term = g.op('Mul', [w, term]);
-  g.op('ReduceMean', [g.op('Neg', [term])], [int('keepdims', 0)], FOCAL_LOSS);
-}
 
 /** `shape`: the probability map's shape, e.g. ['N', 1, S, S]. Mean reduction. */
 export function buildFocalLossGraph(shape: (number | string)[], options: FocalLossOptions = {}): Uint8Array {
@@ -47,7 +25,7 @@ export function buildFocalLossGraph(shape: (number | string)[], options: FocalLo
     name: 'focal_loss',
     forward: (g) => {
       g.initializers.push(floatTensor(seed, [], Float32Array.of(1)));
-      focalForward(g, o);
+      appendFocalLoss(g, FOCAL_PROB, FOCAL_MASK, o, FOCAL_LOSS);
     },
     inputShapes: { [FOCAL_PROB]: shape, [FOCAL_MASK]: shape },
     seeds: { [FOCAL_LOSS]: seed },

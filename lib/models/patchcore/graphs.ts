@@ -10,12 +10,13 @@
 import { appendMapSmoothing } from '../../onnx/blur';
 import { GraphBuilder } from '../../onnx/graph';
 import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../../onnx/proto';
+import { DETECTOR_INPUT, DETECTOR_MAP, DETECTOR_SCORE } from '../onnx-detector';
 import { type AppendBackbone, appendPatchFeatures, type PatchFeatures } from './feature-graph';
 
-export const PATCHCORE_INPUT = 'image';
+export const PATCHCORE_INPUT = DETECTOR_INPUT;
 export const PATCHCORE_PATCHES = 'patches';
-export const PATCHCORE_MAP = 'anomaly_map';
-export const PATCHCORE_SCORE = 'score';
+export const PATCHCORE_MAP = DETECTOR_MAP;
+export const PATCHCORE_SCORE = DETECTOR_SCORE;
 
 export interface PatchcoreGraphOptions {
   imageSize: number;

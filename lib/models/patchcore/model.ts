@@ -4,12 +4,9 @@
  * backbone and its licence, stages, bank size, fit facts). Self-contained: scoring needs neither the
  * backbone package nor Python.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { sha256, writeFileAtomic, writeJsonAtomic } from '../../util/atomic';
-import { UserError } from '../../util/errors';
 import { jsonValueSchema } from '../../util/json';
+import { hasDetectorFile, loadDetectorFiles, OnnxDetector, saveDetectorFiles } from '../onnx-detector';
 
 export const PATCHCORE_ONNX = 'patchcore.onnx';
 export const PATCHCORE_JSON = 'patchcore.json';
@@ -39,68 +36,40 @@ export const patchcoreInfoSchema = z.object({
 export type PatchcoreInfo = z.infer<typeof patchcoreInfoSchema>;
 
 /** A loaded detector of the patchcore kind: its scoring graph and description. */
-export class PatchcoreModel {
+export class PatchcoreModel extends OnnxDetector {
   readonly kind = 'patchcore' as const;
   constructor(
-    readonly onnx: Uint8Array,
+    onnx: Uint8Array,
     readonly info: PatchcoreInfo,
-  ) {}
+  ) {
+    super(onnx);
+  }
   get imageSize(): number {
     return this.info.imageSize;
   }
-  /** Nothing native is held until a scoring engine creates its session. */
-  dispose(): void {}
 }
+
+const FILES = { onnx: PATCHCORE_ONNX, json: PATCHCORE_JSON };
 
 export function isPatchcoreModel(m: unknown): m is PatchcoreModel {
   return m instanceof PatchcoreModel;
 }
 
 /** Whether `dir` holds a fitted PatchCore model (its patchcore.json), rather than a tfjs autoencoder. */
-export async function isPatchcoreDir(dir: string): Promise<boolean> {
-  return (await stat(join(dir, PATCHCORE_JSON)).catch(() => null)) !== null;
+export function isPatchcoreDir(dir: string): Promise<boolean> {
+  return hasDetectorFile(dir, PATCHCORE_JSON);
 }
 
 /** Writes the two files (the graph first: the json, naming its sha256, marks a complete model). */
-export async function savePatchcore(
+export function savePatchcore(
   dir: string,
   onnx: Uint8Array,
   info: Omit<PatchcoreInfo, 'onnxSha256'>,
 ): Promise<PatchcoreInfo> {
-  const full: PatchcoreInfo = { ...info, onnxSha256: sha256(onnx) };
-  await writeFileAtomic(join(dir, PATCHCORE_ONNX), onnx);
-  await writeJsonAtomic(join(dir, PATCHCORE_JSON), full);
-  return full;
+  return saveDetectorFiles<PatchcoreInfo>(dir, FILES, onnx, info);
 }
 
 export async function loadPatchcore(dir: string): Promise<PatchcoreModel> {
-  const jsonPath = join(dir, PATCHCORE_JSON);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(jsonPath, 'utf8'));
-  } catch (err) {
-    throw new UserError('INVALID_MODEL', `${jsonPath}: not readable JSON (${(err as Error).message})`, {
-      cause: err,
-    });
-  }
-  const parsed = patchcoreInfoSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new UserError(
-      'INVALID_MODEL',
-      `${jsonPath}: invalid content: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`,
-    );
-  const onnxPath = join(dir, PATCHCORE_ONNX);
-  const onnx = new Uint8Array(
-    await readFile(onnxPath).catch((err: Error) => {
-      throw new UserError('INVALID_MODEL', `${onnxPath}: missing or unreadable (${err.message})`, {
-        cause: err,
-      });
-    }),
-  );
-  if (sha256(onnx) !== parsed.data.onnxSha256)
-    throw new UserError(
-      'INVALID_MODEL',
-      `${onnxPath}: checksum mismatch with ${PATCHCORE_JSON}: the file was modified or truncated`,
-    );
-  return new PatchcoreModel(onnx, parsed.data);
+  const { onnx, info } = await loadDetectorFiles(dir, FILES, patchcoreInfoSchema);
+  return new PatchcoreModel(onnx, info);
 }
