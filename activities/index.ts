@@ -14,6 +14,7 @@ import {
   type StepFunction,
   type StepHooks,
 } from '../lib/steps/contracts';
+import { adoptCachedStep, findCachedStep, recordCachedStep, stepCacheKey } from '../lib/steps/step-cache';
 import { describeError, isUserError } from '../lib/util/errors';
 import type { StepActivityOutput, StepInvocation } from '../workflows/definitions';
 import { AttemptLog } from './attempt-log';
@@ -57,7 +58,7 @@ function stepActivity(
   fn: StepFunction,
   opts: CreateActivitiesOptions,
 ): StepActivityFunction {
-  const run = async ({ ctx, reuseCompleted }: StepInvocation): Promise<StepActivityOutput> => {
+  const run = async ({ ctx, reuseCompleted, cache }: StepInvocation): Promise<StepActivityOutput> => {
     const context = Context.current();
     const { info } = context;
     const log = await AttemptLog.open(ctx.stepDir, info.attempt, {
@@ -79,6 +80,22 @@ function stepActivity(
           return { result: verified.result, reused: true };
         }
         await log.write('info', 'cannot reuse previous result; running step', { reason: verified.reason });
+      }
+      // Computed before the step runs: its inputs, not its outputs, make the key.
+      const cacheKey = cache ? await stepCacheKey(ctx, activity) : null;
+      if (cacheKey) {
+        const hit = await findCachedStep(ctx, cacheKey);
+        if ('result' in hit) {
+          const result = await adoptCachedStep(ctx, hit);
+          const cachedFrom = String(result.summary.cachedFrom);
+          await log.write('info', 'cached from an earlier run with the same inputs', {
+            cachedFrom,
+            key: cacheKey,
+          });
+          context.log.info('step cached', { ...fields, cachedFrom });
+          return { result, reused: true, cachedFrom };
+        }
+        await log.write('info', 'not cached; running step', { reason: hit.reason, key: cacheKey });
       }
 
       const previousProgress = asProgressDetails(info.heartbeatDetails);
@@ -110,6 +127,7 @@ function stepActivity(
       heartbeat.flush();
       try {
         const result = await fn(ctx, hooks);
+        if (cacheKey) await recordCachedStep(ctx, cacheKey);
         await log.write('info', 'attempt finished', {
           outputs: result.outputs.map((o) => o.path),
           summary: result.summary,

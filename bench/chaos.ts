@@ -310,6 +310,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       '--train-slots',
       String(options.trainSlots ?? 2),
       '--no-progress',
+      // The reference and the chaos run share inputs: the step cache would make the second a copy.
+      '--no-cache',
     ];
     const track = (cli: Cli, stateDir: string) =>
       cleanup.push(() => {

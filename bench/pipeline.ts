@@ -46,6 +46,7 @@ interface BenchFlags {
   set?: string[];
   trainSlots?: number;
   json?: string;
+  rerunCached?: boolean;
 }
 
 const flags = new Command('bench:pipeline')
@@ -61,6 +62,10 @@ const flags = new Command('bench:pipeline')
   ])
   .option('--train-slots <n>', 'training worker processes (default: min(concurrency, cores))', positiveInt)
   .option('--json <file>', 'results JSON (default: <run dir>/bench-pipeline.json)')
+  .option(
+    '--rerun-cached',
+    'then run the same pipeline again with the step cache on (runs in a temp runs root): cached vs uncached wall time',
+  )
   .parse()
   .opts<BenchFlags>();
 
@@ -189,15 +194,20 @@ function printReport(a: OverheadAnalysis, run: RunTimeline, header: string): voi
 }
 
 async function main(): Promise<void> {
-  const plan = await buildRunPlan({
-    pipelinePath: flags.pipeline,
-    dataRoot: flags.dataRoot,
-    categories: flags.category,
-    runsRoot: flags.runsRoot,
-    overrides: trainingOverridesFromFlags({ set: flags.set, epochs: flags.epochs }),
-  });
-  const trainSlots = flags.trainSlots ?? Math.max(1, Math.min(plan.concurrency, availableParallelism()));
   const stateDir = await mkdtemp(join(tmpdir(), 'anomaly-bench-pipeline-'));
+  // Overhead is measured on a run that does its work: no step cache, unless the cached rerun is
+  // measured too, in a runs root of its own (earlier runs elsewhere cannot make the first run cached).
+  const planFor = () =>
+    buildRunPlan({
+      pipelinePath: flags.pipeline,
+      dataRoot: flags.dataRoot,
+      categories: flags.category,
+      runsRoot: flags.rerunCached ? join(stateDir, 'runs') : flags.runsRoot,
+      overrides: trainingOverridesFromFlags({ set: flags.set, epochs: flags.epochs }),
+      noCache: !flags.rerunCached,
+    });
+  const plan = await planFor();
+  const trainSlots = flags.trainSlots ?? Math.max(1, Math.min(plan.concurrency, availableParallelism()));
   const setupStart = performance.now();
   const server = await startDevServer({
     port: await freePort(),
@@ -234,6 +244,23 @@ async function main(): Promise<void> {
         .join(', ')}; node ${process.version}`,
     ].join('\n');
     printReport(analysis, timeline, header);
+    let rerun: { wallMs: number; reused: number; steps: number } | null = null;
+    if (flags.rerunCached) {
+      const again = await planFor();
+      const h = await startPipelineRun(client, again);
+      const s2 = await Promise.race([h.result(), workersDied]);
+      const t2 = analyseRun(await runTimeline(client, h.workflowId));
+      const states = s2.categories.flatMap((c) => Object.values(c.steps));
+      rerun = {
+        wallMs: t2.wallMs,
+        reused: states.filter((x) => x === 'reused').length,
+        steps: states.length,
+      };
+      process.stdout.write(
+        `\nunchanged rerun with the step cache (run ${again.runId}): wall ${sec(t2.wallMs)} s vs ${sec(analysis.wallMs)} s ` +
+          `uncached (${(analysis.wallMs / Math.max(1, t2.wallMs)).toFixed(1)}x); ${rerun.reused}/${rerun.steps} steps reused\n`,
+      );
+    }
     const jsonPath = flags.json ?? join(plan.runDir, 'bench-pipeline.json');
     await writeJsonAtomic(jsonPath, {
       pipeline: plan.pipeline,
@@ -247,6 +274,7 @@ async function main(): Promise<void> {
       loadAverage: loadavg(),
       analysis,
       activities: timeline.activities,
+      cachedRerun: rerun,
     });
     process.stdout.write(`JSON: ${displayPath(jsonPath)}\n`);
     if (summary.status !== 'completed') process.exitCode = 1;

@@ -105,7 +105,7 @@ export async function categoryWorkflow(input: CategoryWorkflowInput): Promise<Ca
     // A step's old result is only trustworthy if everything it was computed from was reused too.
     const reuseCompleted =
       input.reuseCompleted && (upstream.get(step.name) ?? []).every((n) => states[n] === 'reused');
-    const invocation: StepInvocation = { ctx, reuseCompleted };
+    const invocation: StepInvocation = { ctx, reuseCompleted, cache: step.cache ?? false };
     try {
       const out = await scheduleActivity<StepActivityOutput>(
         step.activity,

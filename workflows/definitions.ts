@@ -43,12 +43,16 @@ export interface CategoryWorkflowInput {
 export interface StepInvocation {
   ctx: StepContext;
   reuseCompleted: boolean;
+  /** Reuse a completed step of an earlier run with the same inputs (lib/steps/step-cache); absent: no. */
+  cache?: boolean;
 }
 
 export interface StepActivityOutput {
   result: StepResult;
   /** True when an existing, verified result.json was returned instead of running the step. */
   reused: boolean;
+  /** Set when the result is an earlier run's (step cache): that run's folder, relative to the runs root. */
+  cachedFrom?: string;
 }
 
 export type PipelineStatus = 'running' | 'summarizing' | 'completed' | 'failed' | 'cancelled';

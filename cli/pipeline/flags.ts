@@ -36,6 +36,8 @@ export interface PlanFlags {
   device?: 'auto' | 'cpu' | 'cuda' | 'webgpu';
   /** Repeatable `--set key=value` training overrides (see docs/CONFIG.md). */
   set?: string[];
+  /** commander's `--no-cache`: false when given. */
+  cache?: boolean;
 }
 
 export interface WorkerFlags {
@@ -53,7 +55,11 @@ export function addPlanOptions(cmd: Command): Command {
         '--data-root <dir>',
         "dataset root in the MVTec AD layout (default: the pipeline's, else the demo dataset)",
       )
-      .option('--runs-root <dir>', 'where run folders go', DEFAULT_RUNS_ROOT),
+      .option('--runs-root <dir>', 'where run folders go', DEFAULT_RUNS_ROOT)
+      .option(
+        '--no-cache',
+        'run every step, even where an earlier run with the same inputs (data, config, code) has its outputs',
+      ),
   ).option(
     '--set <key=value>',
     'override any training setting, e.g. --set epochs=3 --set model.widths=[8,16] (repeatable; --epochs etc. win over --set)',
@@ -85,6 +91,7 @@ export async function planFromFlags(flags: PlanFlags & { runId?: string }): Prom
     overrides,
     runsRoot: flags.runsRoot,
     runId: flags.runId,
+    noCache: flags.cache === false,
   });
 }
 

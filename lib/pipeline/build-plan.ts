@@ -33,6 +33,8 @@ export interface BuildRunPlanOptions {
   runId?: string;
   runsRoot?: string;
   configDir?: string;
+  /** `--no-cache`: every step runs, none reuses an earlier run's outputs. */
+  noCache?: boolean;
 }
 
 /** `20261128-120501-ab12` (UTC): sorts by start time, unique enough across hosts. */
@@ -71,6 +73,7 @@ function stepPlan(step: StepSpec, spec: PipelineSpec): StepPlan {
     ),
     heartbeatTimeoutMs: ms(step.heartbeat ?? d.heartbeat ?? BUILTIN_STEP_DEFAULTS.heartbeat),
     params: step.params,
+    cache: step.cache,
   };
 }
 
@@ -176,7 +179,7 @@ export async function buildRunPlan(opts: BuildRunPlanOptions): Promise<RunPlan> 
     dataRoot,
     concurrency: spec.concurrency,
     categories,
-    steps: spec.steps.map((s) => stepPlan(s, spec)),
+    steps: spec.steps.map((s) => ({ ...stepPlan(s, spec), cache: !opts.noCache && s.cache })),
     schedule: schedulePlan(spec),
     configHash: sha256(hashInput),
   };

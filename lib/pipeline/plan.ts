@@ -26,6 +26,11 @@ export interface StepPlan {
   startToCloseTimeoutMs: number;
   heartbeatTimeoutMs: number;
   params: Record<string, JsonValue>;
+  /**
+   * Reuse this step's outputs from an earlier run whose inputs hash the same (lib/steps/step-cache):
+   * the step's `cache:` (default true), false for every step under `--no-cache`.
+   */
+  cache?: boolean;
 }
 
 export interface CategoryPlan {

@@ -29,6 +29,7 @@
  *       start_to_close: 6h
  *       heartbeat: 2m
  *       params: {}                       # free-form, validated by the step itself
+ *       cache: true                      # reuse an earlier run's outputs when the inputs hash the same
  *
  * Durations: a positive number and a unit: ms, s, m, h, d (`500ms`, `30s`, `1.5h`).
  */
@@ -78,6 +79,8 @@ export const stepSchema = z
     start_to_close: duration.optional(),
     heartbeat: duration.optional(),
     params: z.record(z.string(), jsonValue).default({}),
+    /** false: always run, never reuse an earlier run's outputs for unchanged inputs (step cache). */
+    cache: z.boolean().default(true),
   })
   .strict();
 
