@@ -82,7 +82,8 @@ function stepActivity(
         await log.write('info', 'cannot reuse previous result; running step', { reason: verified.reason });
       }
       // Computed before the step runs: its inputs, not its outputs, make the key.
-      const cacheKey = cache ? await stepCacheKey(ctx, activity) : null;
+      // promote depends on the champion pointer, not only on its inputs: never cached.
+      const cacheKey = cache && activity !== 'promote' ? await stepCacheKey(ctx, activity) : null;
       if (cacheKey) {
         const hit = await findCachedStep(ctx, cacheKey);
         if ('result' in hit) {

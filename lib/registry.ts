@@ -7,6 +7,7 @@ import { preprocessStep } from './data/preprocess-step';
 import { thresholdStep } from './eval/threshold-step';
 import { validateStep } from './eval/validate-step';
 import { packageStep } from './package/package-step';
+import { promoteStep } from './package/promote-step';
 import type { CategoryOutcome, SummaryResult } from './pipeline/outcome';
 import { reportStep } from './report/report-step';
 import { writeSummary } from './report/summary';
@@ -23,6 +24,7 @@ export const STEPS: Record<StepActivity, StepFunction> = {
   threshold: thresholdStep,
   report: reportStep,
   package: packageStep,
+  promote: promoteStep,
 };
 
 /** Writes `<runDir>/summary/summary.{md,html,json}` from the categories' outcomes. */

@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { explainCliError } from '../../temporal/cli-errors';
 import { embeddedServerCommand } from '../../temporal/server-command';
 import { cancelCommand } from './cancel';
+import { type ChampionFlags, promoteCommand, rollbackCommand } from './champion';
 import { addPlanOptions, addWorkerOptions, DEFAULT_PIPELINE, isoDate, type WorkerFlags } from './flags';
 import { resumeCommand } from './resume';
 import { type RunFlags, runCommand } from './run';
@@ -65,6 +66,22 @@ function buildProgram(setExit: (code: number) => void): Command {
     .action(async (action: 'status' | 'stop', flags: { force?: boolean }) =>
       setExit(await embeddedServerCommand(action, { force: flags.force, say })),
     );
+
+  for (const [name, what, fn] of [
+    ['promote', "make a run's package the category's champion (what serve serves), by hand", promoteCommand],
+    ['rollback', 'point the category back at the champion before the current one', rollbackCommand],
+  ] as const) {
+    const cmd = program
+      .command(`${name} <category>`)
+      .description(what)
+      .option('--pipeline <name>', 'the pipeline whose champion it is (name or YAML file)', 'nightly')
+      .option('--runs-root <dir>', 'the runs folder');
+    if (name === 'promote')
+      cmd
+        .requiredOption('--run <run-id>', 'the run whose package to promote')
+        .option('--step <name>', 'its package step', 'package');
+    cmd.action(async (category: string, flags: ChampionFlags) => setExit(await fn(category, flags)));
+  }
 
   addPlanOptions(program.command('schedule'))
     .description('manage Temporal Schedules of a pipeline (cron + overlap policy from its YAML `schedule:`)')

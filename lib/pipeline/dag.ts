@@ -19,6 +19,7 @@ export const ACTIVITY_REQUIRES: Record<StepActivity, StepActivity[]> = {
   threshold: ['validate'],
   report: ['threshold', 'validate'],
   package: ['checkpoint', 'threshold'],
+  promote: ['package', 'preprocess'],
 };
 
 const stepLabel = (steps: DagStep[], i: number) => `steps[${i}] (${steps[i].name})`;

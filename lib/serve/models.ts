@@ -1,9 +1,11 @@
 /**
  * Which model packages a server serves: one package folder, or every package found under a runs folder
- * (newest calibrated package per category, so `--models runs/` serves the latest run of each category).
+ * (newest calibrated package per category, so `--models runs/` serves the latest run of each category),
+ * except where a category has a champion (the promote step, lib/package/champion): then its champion.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { CHAMPIONS_DIR, readChampion } from '../package/champion';
 import {
   type LoadedPackage,
   loadModelPackage,
@@ -60,6 +62,30 @@ function runDirOf(packageDir: string, category: string): string | null {
   return basename(categoryDir) === category ? dirname(categoryDir) : null;
 }
 
+/**
+ * Champion pointers for packages under `root`: `<root>/.champions/<pipeline>/<category>.json`, or
+ * `<runs root>/.champions/<pipeline>/` when `root` is a pipeline's folder.
+ */
+async function championPointers(
+  root: string,
+): Promise<{ category: string; packageDir: string; file: string }[]> {
+  const dirs: string[] = [];
+  const own = join(root, CHAMPIONS_DIR);
+  for (const e of await readdir(own, { withFileTypes: true }).catch(() => []))
+    if (e.isDirectory()) dirs.push(join(own, e.name));
+  dirs.push(join(dirname(root), CHAMPIONS_DIR, basename(root)));
+  const out: { category: string; packageDir: string; file: string }[] = [];
+  for (const d of dirs)
+    for (const f of (await readdir(d).catch(() => [] as string[]))
+      .filter((n) => n.endsWith('.json'))
+      .sort()) {
+      const file = join(d, f);
+      const p = await readChampion(file).catch(() => null);
+      if (p) out.push({ category: p.category, packageDir: p.packageDir, file });
+    }
+  return out;
+}
+
 export interface LoadModelsResult {
   models: ServedModel[];
   skipped: SkippedPackage[];
@@ -113,6 +139,24 @@ export async function loadServedModels(path: string): Promise<LoadModelsResult> 
     }
   }
   for (const u of uncalibrated) if (!newest.has(u.category)) skipped.push({ dir: u.dir, reason: u.reason });
+  // Champions win over the newest package: a retrain that did not pass promotion is not served.
+  for (const pointer of await championPointers(root)) {
+    const cur = newest.get(pointer.category);
+    if (!cur || cur.dir === pointer.packageDir) continue;
+    try {
+      const info = await validateModelPackage(pointer.packageDir, { requireCalibration: true });
+      skipped.push({
+        dir: cur.dir,
+        reason: `not the champion (${pointer.file} names ${pointer.packageDir})`,
+      });
+      newest.set(pointer.category, { dir: pointer.packageDir, createdAt: info.metadata.createdAt });
+    } catch (err) {
+      skipped.push({
+        dir: pointer.packageDir,
+        reason: `champion in ${pointer.file} unusable: ${(err as Error).message}`,
+      });
+    }
+  }
   if (newest.size === 0) {
     throw new UserError(
       'INVALID_MODEL',

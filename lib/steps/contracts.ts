@@ -21,6 +21,7 @@ export const STEP_ACTIVITIES = [
   'threshold',
   'report',
   'package',
+  'promote',
 ] as const;
 export type StepActivity = (typeof STEP_ACTIVITIES)[number];
 

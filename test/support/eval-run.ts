@@ -70,8 +70,9 @@ export interface EvalRun {
   ctx(activity: StepActivity, params?: Record<string, JsonValue>): StepContext;
 }
 
-export async function makeEvalRun(): Promise<EvalRun> {
-  const runDir = await mkdtemp(join(tmpdir(), 'eval-run-'));
+/** `opts.runDir`: where the run goes (default: a new temp folder); `opts.runId`: its id (default r1). */
+export async function makeEvalRun(opts: { runDir?: string; runId?: string } = {}): Promise<EvalRun> {
+  const runDir = opts.runDir ?? (await mkdtemp(join(tmpdir(), 'eval-run-')));
   const config: TrainingConfig = { ...defaultTrainingConfig(), image_size: SIZE, model: { widths: [4, 8] } };
   const run: EvalRun = {
     runDir,
@@ -81,7 +82,7 @@ export async function makeEvalRun(): Promise<EvalRun> {
       return {
         runDir,
         pipeline: 'test',
-        runId: 'r1',
+        runId: opts.runId ?? 'r1',
         category: 'widget',
         dataRoot: join(runDir, 'data'),
         step: activity,

@@ -1,0 +1,106 @@
+/**
+ * Champion/challenger (lib/package/promote-step, lib/package/champion): the first package of a category
+ * becomes its champion; a better challenger replaces it; a worse one does not (and serving a runs folder
+ * keeps serving the champion, not the newest package); rollback goes back to the previous champion.
+ * Real steps on the tiny synthetic run of test/support/eval-run (three runs under one runs root).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TrainingConfig } from '../lib/config/schema';
+import { thresholdStep } from '../lib/eval/threshold-step';
+import { validateStep } from '../lib/eval/validate-step';
+import { championPath, promotionDecision, readChampion, rollbackChampion } from '../lib/package/champion';
+import { packageStep } from '../lib/package/package-step';
+import { promoteStep } from '../lib/package/promote-step';
+import { reportStep } from '../lib/report/report-step';
+import { loadServedModels } from '../lib/serve/models';
+import { type JsonValue, localHooks, type StepResult } from '../lib/steps/contracts';
+import { checkpointStep } from '../lib/train/checkpoint-step';
+import { trainStep } from '../lib/train/train-step';
+import { makeEvalRun } from './support/eval-run';
+import { useWasm } from './support/tiny-package';
+
+let root: string;
+
+/** One run: the eval run's random-init autoencoder, or a PatchCore fitted on its good images. */
+async function runWith(runId: string, kind: 'autoencoder' | 'patchcore'): Promise<StepResult> {
+  const run = await makeEvalRun({ runDir: join(root, 'test', runId), runId });
+  if (kind === 'patchcore') {
+    run.config.model = {
+      ...run.config.model,
+      kind: 'patchcore',
+      patchcore: { coreset_ratio: 1, smoothing_sigma: 1 },
+    } as TrainingConfig['model'];
+    run.results.train = await trainStep(run.ctx('train'), localHooks());
+  }
+  run.results.validate = await validateStep(run.ctx('validate'), localHooks());
+  run.results.checkpoint = await checkpointStep(run.ctx('checkpoint'), localHooks());
+  run.results.threshold = await thresholdStep(run.ctx('threshold'), localHooks());
+  run.results.report = await reportStep(run.ctx('report'), localHooks());
+  run.results.package = await packageStep(run.ctx('package'), localHooks());
+  return promoteStep(run.ctx('promote', { tolerance: 0.01 } as Record<string, JsonValue>), localHooks());
+}
+
+beforeAll(async () => {
+  await useWasm();
+  root = await mkdtemp(join(tmpdir(), 'promote-'));
+});
+afterAll(async () => {
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+describe('promotionDecision', () => {
+  it('promotes the first model, a not-worse one, and nothing worse beyond the tolerance', () => {
+    const m = (a: number | null) => ({ imageAuroc: a, pixelAuroc: null, images: 8 });
+    expect(promotionDecision(m(0.7), null, 0.01).promote).toBe(true);
+    expect(promotionDecision(m(0.895), m(0.9), 0.01).promote).toBe(true);
+    expect(promotionDecision(m(0.88), m(0.9), 0.01)).toEqual({
+      promote: false,
+      reason: "image AUROC 0.880 is worse than the champion's 0.900 by more than 0.01",
+    });
+    expect(promotionDecision(m(null), m(0.9), 0.01).promote).toBe(true);
+  });
+});
+
+describe('promote step', () => {
+  it('keeps a better champion against a worse challenger; serve serves the champion; rollback goes back', async () => {
+    const pointer = championPath(root, 'test', 'widget');
+    const first = await runWith('r1', 'autoencoder');
+    expect(first.summary).toMatchObject({
+      promoted: true,
+      reason: 'first model of this category',
+      champion: null,
+    });
+    const ae = (first.summary.challenger as { imageAuroc: number }).imageAuroc;
+
+    const second = await runWith('r2', 'patchcore');
+    const pc = (second.summary.challenger as { imageAuroc: number }).imageAuroc;
+    // The champion (r1's autoencoder) was re-scored on the same test split: the same metrics as then.
+    expect((second.summary.champion as { imageAuroc: number }).imageAuroc).toBeCloseTo(ae, 6);
+    console.log(`promote: random-init autoencoder image AUROC ${ae.toFixed(3)}, PatchCore ${pc.toFixed(3)}`);
+    expect(pc).toBeGreaterThan(ae + 0.05);
+    expect(second.summary.promoted).toBe(true);
+    expect((await readChampion(pointer))?.runId).toBe('r2');
+
+    const third = await runWith('r3', 'autoencoder');
+    expect(third.summary.promoted).toBe(false);
+    expect(String(third.summary.reason)).toMatch(/is worse than the champion's/);
+    const kept = await readChampion(pointer);
+    expect(kept?.runId).toBe('r2');
+    expect(kept?.previous?.runId).toBe('r1');
+
+    // r3 is the newest package, but the champion is served.
+    const { models, skipped } = await loadServedModels(root);
+    expect(models.map((m) => m.pkg.dir)).toEqual([join(root, 'test', 'r2', 'widget', 'package', 'package')]);
+    expect(
+      skipped.some((s) => s.dir.includes(join('r3', 'widget')) && /not the champion/.test(s.reason)),
+    ).toBe(true);
+
+    const back = await rollbackChampion(pointer);
+    expect(back.runId).toBe('r1');
+    expect((await readChampion(pointer))?.reason).toBe('rolled back from r2');
+    await expect(rollbackChampion(pointer)).rejects.toThrow(/no predecessor to roll back to/);
+  });
+});
