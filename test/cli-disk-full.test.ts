@@ -80,6 +80,8 @@ function pipelineArgs(name: string, runId: string): string[] {
     '--train-slots',
     '1',
     '--no-progress',
+    // Both runs share data and config: the step cache would let the second skip the faulty step.
+    '--no-cache',
   ];
 }
 

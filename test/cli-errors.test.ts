@@ -61,6 +61,8 @@ const common = () => [
   '--runs-root',
   join(dir, 'runs'),
   '--no-progress',
+  // The runs share data and config: each must do its work, not reuse the other's (step cache).
+  '--no-cache',
 ];
 
 beforeAll(async () => {
