@@ -172,6 +172,11 @@ export const trainingConfigSchema = z
     image_size: positiveInt.default(128),
     batch_size: positiveInt.default(32),
     epochs: positiveInt.default(100),
+    /**
+     * At least this many optimiser steps (batches), whatever the dataset size: the epochs become
+     * max(epochs, ceil(min_steps / batches per epoch)). null: `epochs` alone.
+     */
+    min_steps: positiveInt.nullable().default(null),
     seed: z.number().int().default(42),
     val_fraction: z.number().gt(0).lt(1).default(0.2),
     optimizer: z

@@ -23,7 +23,7 @@ import { artifact, finishStep, inputPath } from '../steps/result';
 import { writeJsonAtomic } from '../util/atomic';
 import { verifyCheckpoint } from './checkpoints';
 import { draemTrainStep } from './draem-train-step';
-import { TrainingCancelled, train } from './trainer';
+import { plannedEpochs, TrainingCancelled, train } from './trainer';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
 
@@ -73,7 +73,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
       backend: backend.name,
       image_size: cfg.image_size,
       batch_size: cfg.batch_size,
-      epochs: cfg.epochs,
+      epochs: plannedEpochs(cfg, trainSplit.count),
       lr: cfg.optimizer.lr,
       optimizer: cfg.optimizer.name,
       widths: cfg.model.widths.join(','),
@@ -134,7 +134,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
     gpu: result.engine.gpu ?? gpu ?? null,
     deviceFallback: result.engine.deviceFallback ?? null,
     epochsRun: result.epochsRun,
-    totalEpochs: cfg.epochs,
+    totalEpochs: plannedEpochs(cfg, trainSplit.count),
     bestEpoch: result.bestEpoch,
     bestValLoss: result.bestValLoss,
     finalLoss: result.history.at(-1)?.loss ?? null,
@@ -168,7 +168,7 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
   hooks.progress({
     stage: 'train',
     epoch: result.epochsRun,
-    totalEpochs: cfg.epochs,
+    totalEpochs: plannedEpochs(cfg, trainSplit.count),
     checkpoint: rel(result.lastCheckpoint ?? undefined),
     message: 'done',
   });

@@ -150,6 +150,20 @@ async function reconstructionPng(
     .toBuffer();
 }
 
+/**
+ * Epochs to train: `epochs`, or with `min_steps` set, at least enough epochs for that many optimiser
+ * steps (batches). 48 images at batch 32 make 2 steps an epoch: 40 epochs are 80 steps, far from
+ * converged, where 400 images make 520.
+ */
+export function plannedEpochs(
+  cfg: Pick<TrainingConfig, 'epochs' | 'batch_size' | 'min_steps'>,
+  images: number,
+): number {
+  if (!cfg.min_steps || images === 0) return cfg.epochs;
+  const perEpoch = Math.ceil(images / Math.min(cfg.batch_size, images));
+  return Math.max(cfg.epochs, Math.ceil(cfg.min_steps / perEpoch));
+}
+
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const { config: cfg, train: data, checkpointDir } = opts;
   const log = opts.logger ?? noopLogger;
@@ -158,9 +172,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (data.size !== cfg.image_size) {
     throw new Error(`tensor cache holds ${data.size}px images but training.image_size is ${cfg.image_size}`);
   }
-  const totalEpochs = cfg.epochs;
   const batchSize = Math.min(cfg.batch_size, data.count);
   const batchesPerEpoch = Math.ceil(data.count / batchSize);
+  const totalEpochs = plannedEpochs(cfg, data.count);
   const imageEvery = opts.imageEvery ?? 5;
   const hash = configHash(cfg);
 
