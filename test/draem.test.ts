@@ -26,7 +26,7 @@ import { checkpointStep } from '../lib/train/checkpoint-step';
 import { DraemTrainingCancelled, trainDraem } from '../lib/train/draem-trainer';
 import { trainStep } from '../lib/train/train-step';
 import { Rng } from '../lib/util/rng';
-import { type EvalRun, makeEvalRun, SIZE } from './support/eval-run';
+import { type EvalRun, expectPackageScoresAsValidate, makeEvalRun } from './support/eval-run';
 import { useWasm } from './support/tiny-package';
 
 const TINY = { recon_widths: [4, 8], disc_widths: [4, 8], batch_size: 4 };
@@ -200,21 +200,10 @@ describe('draem as a model kind', () => {
     const pkg = await loadModelPackage(join(run.runDir, 'widget', 'package', 'package'));
     expect(pkg.metadata.architecture).toMatchObject({ name: 'draem', reconWidths: [4, 8], steps: 12 });
     expect(pkg.model).toBeInstanceOf(DraemModel);
-    const test = await readCachedSplit(join(run.runDir, 'widget', 'preprocess'), 'test');
-    const engine = await createScoringEngine('auto', [{ model: pkg.model, anomalyMap: config.anomaly_map }]);
-    try {
-      const x = Float32Array.from(test.images, (v) => v / 255);
-      const out = await engine.score(pkg.model, x, test.count, SIZE, config.anomaly_map, 4);
-      const { readScoresFile } = await import('../lib/eval/scores-file');
-      const { inputPath } = await import('../lib/steps/result');
-      const scores = await readScoresFile(inputPath(run.ctx('report'), 'validate', 'scores'));
-      for (let i = 0; i < test.count; i++) expect(out.scores[i]).toBeCloseTo(scores.test[i].score, 5);
-      // A probability map: every value in [0, 1].
-      expect(Math.min(...out.maps)).toBeGreaterThanOrEqual(0);
-      expect(Math.max(...out.maps)).toBeLessThanOrEqual(1);
-    } finally {
-      await engine.release();
-    }
+    const maps = await expectPackageScoresAsValidate(run, pkg.model, 5);
+    // A probability map: every value in [0, 1].
+    expect(Math.min(...maps)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...maps)).toBeLessThanOrEqual(1);
     await expect(
       createScoringEngine('tfjs', [{ model: pkg.model, anomalyMap: config.anomaly_map }]),
     ).rejects.toThrow(/DRAEM models score on ONNX Runtime only/);

@@ -7,14 +7,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import {
-  bundleWorkflowCode,
-  DefaultLogger,
-  NativeConnection,
-  Runtime,
-  type Worker,
-} from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeDataset } from '../lib/data/synth';
 import { buildRunPlan } from '../lib/pipeline/build-plan';
@@ -23,17 +16,11 @@ import type { StepFunction } from '../lib/steps/contracts';
 import { sha256File } from '../lib/util/atomic';
 import { UserError } from '../lib/util/errors';
 import { startPipelineRun } from '../temporal/runs';
-import { createRoleWorker, WORKFLOWS_PATH } from '../temporal/worker-runtime';
-import { startTestServer, type TestServer } from './support/temporal-server';
+import { type InProcessWorkers, startInProcessWorkers } from './support/in-process-workers';
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 
-let server: TestServer;
-let workerConnection: NativeConnection;
-let clientConnection: Connection;
-let client: Client;
-let workers: Worker[] = [];
-let running: Promise<void>[] = [];
+let temporal: InProcessWorkers;
 let dir: string;
 const marker = () => join(dir, 'report-fails');
 
@@ -70,28 +57,11 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  let bundle: Awaited<ReturnType<typeof bundleWorkflowCode>>;
-  [server, bundle] = await Promise.all([
-    startTestServer(),
-    bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') }),
-  ]);
-  workerConnection = await NativeConnection.connect({ address: server.address });
-  const registry = { steps: { ...STEPS, report: flakyReport }, summary: summaryStep };
-  workers = await Promise.all([
-    createRoleWorker(workerConnection, 'default', registry, { role: 'cpu', workflowBundle: bundle }),
-    createRoleWorker(workerConnection, 'default', registry, { role: 'train' }),
-  ]);
-  running = workers.map((w) => w.run());
-  clientConnection = await Connection.connect({ address: server.address });
-  client = new Client({ connection: clientConnection });
+  temporal = await startInProcessWorkers({ steps: { ...STEPS, report: flakyReport }, summary: summaryStep });
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-  await Promise.allSettled(running);
-  await clientConnection?.close();
-  await workerConnection?.close();
-  await server?.dispose();
+  await temporal?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -103,7 +73,7 @@ describe('each step writes only below its own folder', () => {
       runsRoot: join(dir, 'runs'),
       runId: 'r1',
     });
-    const first = await (await startPipelineRun(client, plan)).result();
+    const first = await (await startPipelineRun(temporal.client, plan)).result();
     expect(first.categories[0].steps).toMatchObject({
       threshold: 'completed',
       report: 'failed',
@@ -113,7 +83,7 @@ describe('each step writes only below its own folder', () => {
     const before = await sha256File(checkpointManifest);
 
     rmSync(marker());
-    const second = await (await startPipelineRun(client, plan, { reuseCompleted: true })).result();
+    const second = await (await startPipelineRun(temporal.client, plan, { reuseCompleted: true })).result();
     expect(second.status).toBe('completed');
     expect(second.categories[0].steps).toEqual({
       preprocess: 'reused',
@@ -128,7 +98,7 @@ describe('each step writes only below its own folder', () => {
     const served = join(plan.runDir, 'weave', 'package', 'package', 'manifest.json');
     const sealed = await sha256File(served);
 
-    const third = await (await startPipelineRun(client, plan, { reuseCompleted: true })).result();
+    const third = await (await startPipelineRun(temporal.client, plan, { reuseCompleted: true })).result();
     expect(Object.values(third.categories[0].steps).every((s) => s === 'reused')).toBe(true);
     expect(await sha256File(served)).toBe(sealed);
   });

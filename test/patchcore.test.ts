@@ -25,7 +25,7 @@ import { localHooks } from '../lib/steps/contracts';
 import { checkpointStep } from '../lib/train/checkpoint-step';
 import { trainStep } from '../lib/train/train-step';
 import { Rng } from '../lib/util/rng';
-import { type EvalRun, makeEvalRun, SIZE } from './support/eval-run';
+import { type EvalRun, expectPackageScoresAsValidate, makeEvalRun, SIZE } from './support/eval-run';
 import { useWasm } from './support/tiny-package';
 
 /** The plain greedy k-center loop, for comparison. */
@@ -158,18 +158,7 @@ describe('patchcore on the pretrained backbone', () => {
     expect(pkg.metadata.architecture).toMatchObject({ name: 'patchcore', backbone: 'efficientnet-lite2' });
     expect(pkg.model).toBeInstanceOf(PatchcoreModel);
     // The package scores as the validate step did.
-    const test = await readCachedSplit(join(run.runDir, 'widget', 'preprocess'), 'test');
-    const engine = await createScoringEngine('auto', [{ model: pkg.model, anomalyMap: config.anomaly_map }]);
-    try {
-      const x = Float32Array.from(test.images, (v) => v / 255);
-      const out = await engine.score(pkg.model, x, test.count, SIZE, config.anomaly_map, 4);
-      const { readScoresFile } = await import('../lib/eval/scores-file');
-      const { inputPath } = await import('../lib/steps/result');
-      const scores = await readScoresFile(inputPath(run.ctx('report'), 'validate', 'scores'));
-      for (let i = 0; i < test.count; i++) expect(out.scores[i]).toBeCloseTo(scores.test[i].score, 4);
-    } finally {
-      await engine.release();
-    }
+    await expectPackageScoresAsValidate(run, pkg.model, 4);
     await expect(
       createScoringEngine('tfjs', [{ model: pkg.model, anomalyMap: config.anomaly_map }]),
     ).rejects.toThrow(/PatchCore models score on ONNX Runtime only/);

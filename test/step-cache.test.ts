@@ -8,14 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import {
-  bundleWorkflowCode,
-  DefaultLogger,
-  NativeConnection,
-  Runtime,
-  type Worker,
-} from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeDataset } from '../lib/data/synth';
@@ -23,17 +16,11 @@ import { buildRunPlan } from '../lib/pipeline/build-plan';
 import { STEPS, summaryStep } from '../lib/registry';
 import type { StepResult } from '../lib/steps/contracts';
 import { startPipelineRun } from '../temporal/runs';
-import { createRoleWorker, WORKFLOWS_PATH } from '../temporal/worker-runtime';
-import { startTestServer, type TestServer } from './support/temporal-server';
+import { type InProcessWorkers, startInProcessWorkers } from './support/in-process-workers';
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 
-let server: TestServer;
-let workerConnection: NativeConnection;
-let clientConnection: Connection;
-let client: Client;
-let workers: Worker[] = [];
-let running: Promise<void>[] = [];
+let temporal: InProcessWorkers;
 let dir: string;
 
 const pipeline = (threshold: string) =>
@@ -61,7 +48,7 @@ async function runOnce(runId: string, opts: { threshold?: string; noCache?: bool
     runId,
     noCache: opts.noCache,
   });
-  const summary = await (await startPipelineRun(client, plan)).result();
+  const summary = await (await startPipelineRun(temporal.client, plan)).result();
   expect(summary.status).toBe('completed');
   return { plan, steps: summary.categories[0].steps };
 }
@@ -78,28 +65,11 @@ beforeAll(async () => {
     testGood: 2,
     perDefect: 1,
   });
-  let bundle: Awaited<ReturnType<typeof bundleWorkflowCode>>;
-  [server, bundle] = await Promise.all([
-    startTestServer(),
-    bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') }),
-  ]);
-  workerConnection = await NativeConnection.connect({ address: server.address });
-  const registry = { steps: STEPS, summary: summaryStep };
-  workers = await Promise.all([
-    createRoleWorker(workerConnection, 'default', registry, { role: 'cpu', workflowBundle: bundle }),
-    createRoleWorker(workerConnection, 'default', registry, { role: 'train' }),
-  ]);
-  running = workers.map((w) => w.run());
-  clientConnection = await Connection.connect({ address: server.address });
-  client = new Client({ connection: clientConnection });
+  temporal = await startInProcessWorkers({ steps: STEPS, summary: summaryStep });
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-  await Promise.allSettled(running);
-  await clientConnection?.close();
-  await workerConnection?.close();
-  await server?.dispose();
+  await temporal?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -129,3 +129,31 @@ export async function makeEvalRun(opts: { runDir?: string; runId?: string } = {}
   );
   return run;
 }
+
+/**
+ * Scores the eval run's test split with a loaded package and checks every image score against what
+ * the run's validate step wrote (to `digits`); returns the maps. The package and validate must agree.
+ */
+export async function expectPackageScoresAsValidate(
+  run: EvalRun,
+  model: import('../../lib/infer/scorable-model').ScorableModel,
+  digits: number,
+): Promise<Float32Array> {
+  const { readCachedSplit } = await import('../../lib/data/tensor-cache');
+  const { createScoringEngine } = await import('../../lib/eval/scoring-engine');
+  const { readScoresFile } = await import('../../lib/eval/scores-file');
+  const { inputPath } = await import('../../lib/steps/result');
+  const { expect } = await import('vitest');
+  const test = await readCachedSplit(join(run.runDir, 'widget', 'preprocess'), 'test');
+  const cfg = run.config.anomaly_map;
+  const engine = await createScoringEngine('auto', [{ model, anomalyMap: cfg }]);
+  try {
+    const x = Float32Array.from(test.images, (v) => v / 255);
+    const out = await engine.score(model, x, test.count, SIZE, cfg, 4);
+    const scores = await readScoresFile(inputPath(run.ctx('report'), 'validate', 'scores'));
+    for (let i = 0; i < test.count; i++) expect(out.scores[i]).toBeCloseTo(scores.test[i].score, digits);
+    return out.maps;
+  } finally {
+    await engine.release();
+  }
+}
