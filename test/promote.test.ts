@@ -1,12 +1,14 @@
 /**
  * Champion/challenger (lib/package/promote-step, lib/package/champion): the first package of a category
  * becomes its champion; a better challenger replaces it; a worse one does not (and serving a runs folder
- * keeps serving the champion, not the newest package); rollback goes back to the previous champion.
+ * keeps serving the champion, not the newest package); rollback goes back to the previous champion, and
+ * a running server switches to it without a restart.
  * Real steps on the tiny synthetic run of test/support/eval-run (three runs under one runs root).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainingConfig } from '../lib/config/schema';
 import { thresholdStep } from '../lib/eval/threshold-step';
@@ -16,6 +18,7 @@ import { packageStep } from '../lib/package/package-step';
 import { promoteStep } from '../lib/package/promote-step';
 import { reportStep } from '../lib/report/report-step';
 import { loadServedModels } from '../lib/serve/models';
+import { startServer } from '../lib/serve/start';
 import { type JsonValue, localHooks, type StepResult } from '../lib/steps/contracts';
 import { checkpointStep } from '../lib/train/checkpoint-step';
 import { trainStep } from '../lib/train/train-step';
@@ -98,9 +101,47 @@ describe('promote step', () => {
       skipped.some((s) => s.dir.includes(join('r3', 'widget')) && /not the champion/.test(s.reason)),
     ).toBe(true);
 
-    const back = await rollbackChampion(pointer);
-    expect(back.runId).toBe('r1');
-    expect((await readChampion(pointer))?.reason).toBe('rolled back from r2');
-    await expect(rollbackChampion(pointer)).rejects.toThrow(/no predecessor to roll back to/);
+    // A running server switches to a new champion without a restart.
+    const server = await startServer({
+      models: root,
+      port: 0,
+      engine: 'auto',
+      championPollMs: 100,
+      logger: false,
+    });
+    try {
+      const image = (
+        await sharp({ create: { width: 32, height: 32, channels: 3, background: '#808080' } })
+          .png()
+          .toBuffer()
+      ).toString('base64');
+      const predict = async () =>
+        (
+          await server.app.inject({
+            method: 'POST',
+            url: '/v1/predict?heatmap=false',
+            payload: { category: 'widget', image },
+          })
+        ).json();
+      expect((await predict()).model.runId).toBe('r2');
+
+      const back = await rollbackChampion(pointer);
+      expect(back.runId).toBe('r1');
+      expect((await readChampion(pointer))?.reason).toBe('rolled back from r2');
+      await expect(rollbackChampion(pointer)).rejects.toThrow(/no predecessor to roll back to/);
+      const deadline = Date.now() + 15_000;
+      let runId = '';
+      while (Date.now() < deadline) {
+        runId = (await server.app.inject({ method: 'GET', url: '/v1/models' })).json().models[0].runId;
+        if (runId === 'r1') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(runId).toBe('r1');
+      const after = await predict();
+      expect(after.model.runId).toBe('r1');
+      expect(Number.isFinite(after.score)).toBe(true);
+    } finally {
+      await server.app.close();
+    }
   });
 });

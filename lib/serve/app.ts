@@ -105,9 +105,17 @@ function openapiInfo(opts: { maxBodyMb: number; maxFiles: number; auth: boolean 
   };
 }
 
-export async function buildServer(
-  opts: ServeOptions,
-): Promise<{ app: FastifyInstance; metrics: ServeMetrics }> {
+export interface BuiltServer {
+  app: FastifyInstance;
+  metrics: ServeMetrics;
+  /**
+   * Serves `next` for its category from now on (requests already queued finish on the old model);
+   * returns the predictor it replaced. `scorer`: the new model's own (default: the server's).
+   */
+  replaceModel(next: ServedModel, scorer?: Scorer): ModelPredictor | undefined;
+}
+
+export async function buildServer(opts: ServeOptions): Promise<BuiltServer> {
   const maxBodyMb = opts.maxBodyMb ?? 10;
   const maxBodyBytes = Math.round(maxBodyMb * 2 ** 20);
   const maxFiles = opts.maxFiles ?? 16;
@@ -184,5 +192,13 @@ export async function buildServer(
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/', index: 'index.html', wildcard: false });
   await app.register(reportsPlugin, ctx);
 
-  return { app, metrics };
+  const replaceModel = (next: ServedModel, nextScorer?: Scorer): ModelPredictor | undefined => {
+    const old = models.get(next.category);
+    models.set(next.category, new ModelPredictor(next, nextScorer ?? scorer, { maxPending: opts.maxQueue }));
+    const i = ctx.served.findIndex((m) => m.category === next.category);
+    if (i >= 0) ctx.served[i] = next;
+    else ctx.served.push(next);
+    return old;
+  };
+  return { app, metrics, replaceModel };
 }

@@ -86,6 +86,20 @@ async function championPointers(
   return out;
 }
 
+/** A loaded, calibrated package as the server serves it. */
+export function servedModel(pkg: LoadedPackage): ServedModel {
+  return {
+    category: pkg.metadata.category,
+    pkg: pkg as ServedModel['pkg'],
+    runDir: runDirOf(pkg.dir, pkg.metadata.category),
+  };
+}
+
+/** Category -> the package folder its champion pointer names, for packages under `root`. */
+export async function championPackageDirs(root: string): Promise<Map<string, string>> {
+  return new Map((await championPointers(resolve(root))).map((p) => [p.category, p.packageDir]));
+}
+
 export interface LoadModelsResult {
   models: ServedModel[];
   skipped: SkippedPackage[];
@@ -100,11 +114,7 @@ export async function loadServedModels(path: string): Promise<LoadModelsResult> 
   if (!(await stat(root).catch(() => null))) {
     throw new UserError('INVALID_ARGUMENT', `--models ${path}: no such file or folder`);
   }
-  const make = (pkg: LoadedPackage): ServedModel => ({
-    category: pkg.metadata.category,
-    pkg: pkg as ServedModel['pkg'],
-    runDir: runDirOf(pkg.dir, pkg.metadata.category),
-  });
+  const make = servedModel;
   if (await isFile(join(root, PACKAGE_FILES.manifest))) {
     return { models: [make(await loadModelPackage(root, { requireCalibration: true }))], skipped: [] };
   }

@@ -2,11 +2,21 @@
  * Loads model packages and starts listening: what `npm run serve`, the latency benchmark and the
  * browser test share. The tfjs inference backend must be selected before calling.
  */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { type DevicePreference, providerInfoJson } from '../onnx/execution-provider';
+import { loadModelPackage, PACKAGE_FILES } from '../package/package';
 import { buildServer, type EngineInfo, type ServeOptions } from './app';
 import { createEngineScorer, type InferenceEngine } from './engine';
-import { loadServedModels, type ServedModel, type SkippedPackage } from './models';
+import {
+  championPackageDirs,
+  loadServedModels,
+  type ServedModel,
+  type SkippedPackage,
+  servedModel,
+} from './models';
+import type { ModelPredictor, Scorer } from './predictor';
 import { resolveModelsSource } from './remote-models';
 
 export interface StartOptions extends Omit<ServeOptions, 'models'> {
@@ -22,6 +32,11 @@ export interface StartOptions extends Omit<ServeOptions, 'models'> {
   engineThreads?: number;
   /** ONNX Runtime execution provider: auto (default) | cpu | cuda | webgpu (lib/onnx/execution-provider). */
   device?: DevicePreference;
+  /**
+   * Serving a runs folder: how often to look for a new champion (lib/package/champion) and switch to
+   * it without a restart, in ms (default 10000; 0: never).
+   */
+  championPollMs?: number;
 }
 
 export interface RunningServer {
@@ -34,7 +49,8 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: StartOptions): Promise<RunningServer> {
-  const { models, skipped } = await loadServedModels(await resolveModelsSource(opts.models));
+  const source = await resolveModelsSource(opts.models);
+  const { models, skipped } = await loadServedModels(source);
   const engine = opts.scorer
     ? { engine: 'tfjs' as const, fallbackReason: undefined, release: async () => {} }
     : await createEngineScorer(opts.engine ?? 'tfjs', models, {
@@ -48,12 +64,30 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     ...('threads' in engine && engine.threads !== undefined ? { threads: engine.threads } : {}),
     ...(engine.fallbackReason ? { engineFallback: engine.fallbackReason } : {}),
   };
-  const { app } = await buildServer({ ...opts, models, scorer: opts.scorer ?? engine.scorer, engineInfo });
+  const { app, replaceModel } = await buildServer({
+    ...opts,
+    models,
+    scorer: opts.scorer ?? engine.scorer,
+    engineInfo,
+  });
   // The models were loaded here, so they are released here (after in-flight requests have drained).
   app.addHook('onClose', async () => {
     await engine.release();
     for (const m of models) m.pkg.model.dispose();
   });
+  const pollMs = opts.championPollMs ?? 10_000;
+  const isRunsFolder = !(await stat(join(source, PACKAGE_FILES.manifest)).catch(() => null));
+  if (pollMs > 0 && isRunsFolder) {
+    const followers = followChampions(
+      source,
+      models,
+      replaceModel,
+      opts,
+      (line) => app.log.info(line),
+      pollMs,
+    );
+    app.addHook('onClose', followers.stop);
+  }
   const address = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
   return {
     app,
@@ -61,5 +95,64 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     models,
     skipped,
     engine: { ...engineInfo, name: engine.engine, fallbackReason: engine.fallbackReason },
+  };
+}
+
+/**
+ * Switches a category to its new champion when the promote step (or `pipeline promote|rollback`)
+ * moves the pointer: the new package is loaded and given its own scoring engine, then replaces the old
+ * one; requests already queued finish on the old model. A champion that does not load is logged and
+ * the old model keeps serving. Old models are released when the server closes.
+ */
+function followChampions(
+  root: string,
+  served: ServedModel[],
+  replaceModel: (next: ServedModel, scorer?: Scorer) => ModelPredictor | undefined,
+  opts: StartOptions,
+  log: (line: string) => void,
+  pollMs: number,
+): { stop: () => Promise<void> } {
+  const engines: { release(): Promise<void> }[] = [];
+  const replaced: ServedModel[] = [];
+  const failed = new Set<string>();
+  let busy = false;
+  const poll = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      for (const [category, dir] of await championPackageDirs(root)) {
+        const cur = served.find((m) => m.category === category);
+        if (!cur || cur.pkg.dir === dir || failed.has(dir)) continue;
+        try {
+          const next = servedModel(await loadModelPackage(dir, { requireCalibration: true }));
+          const engine = opts.scorer
+            ? undefined
+            : await createEngineScorer(opts.engine ?? 'tfjs', [next], {
+                threads: opts.engineThreads,
+                device: opts.device,
+              });
+          if (engine) engines.push(engine);
+          const old = replaceModel(next, opts.scorer ?? engine?.scorer);
+          if (old) replaced.push(old.served);
+          log(`${category}: now serving the champion ${dir} (run ${next.pkg.metadata.runId})`);
+        } catch (err) {
+          failed.add(dir);
+          log(
+            `${category}: the new champion ${dir} does not load (${(err as Error).message}); still serving ${cur.pkg.dir}`,
+          );
+        }
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void poll(), pollMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(engines.map((e) => e.release()));
+      for (const m of replaced) m.pkg.model.dispose();
+    },
   };
 }
