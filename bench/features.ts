@@ -26,6 +26,7 @@ const program = new Command()
   .option('--variants <list>', 'raw | stagebal (each stage to unit mean norm) | zscore (per channel)', 'raw')
   .option('--flips <list>', 'add flipped copies of the training images to the bank: h, v, hv', '')
   .option('--category <names...>', 'categories (default: every one in the run)')
+  .option('--k <n>', 'patch score: mean squared distance to the k nearest bank patches (1: PatchCore)', '1')
   .parse();
 const o = program.opts<{
   run: string;
@@ -34,7 +35,9 @@ const o = program.opts<{
   variants: string;
   flips: string;
   category?: string[];
+  k: string | number;
 }>();
+o.k = Number(o.k);
 const strides = o.strides.split(',').map(Number);
 const backbones: ResolvedBackbone[] = [];
 for (const name of o.backbone.split('+'))
@@ -44,7 +47,19 @@ for (const name of o.backbone.split('+'))
 const g = new GraphBuilder();
 const fsq = g.op('ReduceSumSquare', ['q'], [ints('axes', [1]), int('keepdims', 1)]);
 const d2 = g.op('Add', [g.op('Add', [g.op('MatMul', ['q', 'bt']), fsq]), 'bsq']);
-g.op('ReduceMin', [d2], [ints('axes', [1]), int('keepdims', 0)], 'out');
+// k = 1: ReduceMin (PatchCore); k > 1: the mean of the k smallest squared distances.
+if (o.k === 1) g.op('ReduceMin', [d2], [ints('axes', [1]), int('keepdims', 0)], 'out');
+else {
+  // TopK has two outputs (values, indices): a node written out, as GraphBuilder.op makes one.
+  g.nodes.push({
+    op_type: 'TopK',
+    name: 'topk',
+    input: [d2, g.ints64([o.k])],
+    output: ['topk:values', 'topk:indices'],
+    attribute: [int('largest', 0), int('axis', 1)],
+  });
+  g.op('ReduceMean', ['topk:values'], [ints('axes', [1]), int('keepdims', 0)], 'out');
+}
 const knn = await ort.InferenceSession.create(
   encodeModel({
     name: 'knn',
