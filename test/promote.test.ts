@@ -13,7 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainingConfig } from '../lib/config/schema';
 import { thresholdStep } from '../lib/eval/threshold-step';
 import { validateStep } from '../lib/eval/validate-step';
-import { championPath, promotionDecision, readChampion, rollbackChampion } from '../lib/package/champion';
+import {
+  CHAMPION_HISTORY,
+  championPath,
+  promotionDecision,
+  readChampion,
+  rollbackChampion,
+  writeChampion,
+} from '../lib/package/champion';
 import { packageStep } from '../lib/package/package-step';
 import { promoteStep } from '../lib/package/promote-step';
 import { reportStep } from '../lib/report/report-step';
@@ -64,6 +71,25 @@ describe('promotionDecision', () => {
       reason: "image AUROC 0.880 is worse than the champion's 0.900 by more than 0.01",
     });
     expect(promotionDecision(m(null), m(0.9), 0.01).promote).toBe(true);
+  });
+
+  it('remembers at most CHAMPION_HISTORY earlier champions', async () => {
+    const path = join(root, 'history.json');
+    for (let i = 0; i < CHAMPION_HISTORY + 5; i++) {
+      await writeChampion(path, {
+        pipeline: 'p',
+        category: 'c',
+        packageDir: `/pkg/${i}`,
+        runId: `r${i}`,
+        metrics: { imageAuroc: 1, pixelAuroc: null, images: 1 },
+        promotedAt: new Date().toISOString(),
+        reason: 'test',
+        previous: await readChampion(path),
+      });
+    }
+    let depth = 0;
+    for (let p = await readChampion(path); p; p = p.previous) depth++;
+    expect(depth).toBe(CHAMPION_HISTORY + 1);
   });
 });
 

@@ -75,8 +75,16 @@ export async function readChampion(path: string): Promise<ChampionPointer | null
   return parsed.data;
 }
 
+/** How many earlier champions a pointer remembers for rollback (a nightly run adds one each night). */
+export const CHAMPION_HISTORY = 10;
+
+function truncated(p: ChampionPointer | null, depth: number): ChampionPointer | null {
+  if (!p) return null;
+  return { ...p, previous: depth <= 1 ? null : truncated(p.previous, depth - 1) };
+}
+
 export async function writeChampion(path: string, p: ChampionPointer): Promise<void> {
-  await writeJsonAtomic(path, p);
+  await writeJsonAtomic(path, { ...p, previous: truncated(p.previous, CHAMPION_HISTORY) });
 }
 
 /** Whether the challenger may replace the champion: not worse than `tolerance` on image AUROC. */
