@@ -26,6 +26,7 @@ const program = new Command()
   .option('--variants <list>', 'raw | stagebal (each stage to unit mean norm) | zscore (per channel)', 'raw')
   .option('--flips <list>', 'add flipped copies of the training images to the bank: h, v, hv', '')
   .option('--category <names...>', 'categories (default: every one in the run)')
+  .option('--reweight', "also the paper's image-score reweighting (eq. 7, 9 neighbours)")
   .option('--k <n>', 'patch score: mean squared distance to the k nearest bank patches (1: PatchCore)', '1')
   .parse();
 const o = program.opts<{
@@ -36,6 +37,7 @@ const o = program.opts<{
   flips: string;
   category?: string[];
   k: string | number;
+  reweight?: boolean;
 }>();
 o.k = Number(o.k);
 const strides = o.strides.split(',').map(Number);
@@ -230,6 +232,38 @@ for (const c of categories) {
     const t = sums.get(v) ?? [0, 0];
     sums.set(v, [t[0] + a, t[1] + pa]);
     row.push(`${v} ${a.toFixed(3)} / ${pa.toFixed(3)}`);
+    if (o.reweight) {
+      // PatchCore's image-score reweighting (the paper's eq. 7, b = 9): the most anomalous patch's
+      // score times 1 - softmax over its distances to its nearest bank patch m* and m*'s neighbours.
+      const bank = transform(v, tr.rows);
+      const q = transform(v, te.rows);
+      const dist = (a: Float32Array, ai: number, b: Float32Array, bi: number) => {
+        let t = 0;
+        for (let k = 0; k < dim; k++) t += (a[ai * dim + k] - b[bi * dim + k]) ** 2;
+        return Math.sqrt(t);
+      };
+      const reweighted = image.map((score, i) => {
+        let p = i * grid * grid;
+        for (let j = p; j < (i + 1) * grid * grid; j++) if (d[j] > d[p]) p = j;
+        let star = 0;
+        let best = Number.POSITIVE_INFINITY;
+        for (let m = 0; m < n; m++) {
+          const x = dist(q, p, bank, m);
+          if (x < best) [best, star] = [x, m];
+        }
+        const near = Array.from({ length: n }, (_, m) => [dist(bank, star, bank, m), m])
+          .sort((x, y) => x[0] - y[0])
+          .slice(0, 9)
+          .map(([, m]) => dist(q, p, bank, m));
+        const top = Math.max(...near);
+        const z = near.reduce((acc, x) => acc + Math.exp(x - top), 0);
+        return score * (1 - Math.exp(near[0] - top) / z);
+      });
+      const ra = auroc(rankedCounts(reweighted, labels)).value ?? Number.NaN;
+      const tr2 = sums.get(`${v}+reweight`) ?? [0, 0];
+      sums.set(`${v}+reweight`, [tr2[0] + ra, tr2[1] + pa]);
+      row.push(`${v}+reweight ${ra.toFixed(3)}`);
+    }
   }
   console.log(`${c}: ${row.join('; ')}  (image AUROC / patch AUROC)`);
 }
