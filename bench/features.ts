@@ -18,6 +18,7 @@ import { extractPatches } from '../lib/models/patchcore/fit';
 import { buildFeatureModel } from '../lib/models/patchcore/graphs';
 import { GraphBuilder } from '../lib/onnx/graph';
 import { encodeModel, int, ints, valueInfo } from '../lib/onnx/proto';
+import { positiveInt } from '../lib/util/cli-args';
 
 const program = new Command()
   .requiredOption('--run <dir>', 'a run folder whose <category>/preprocess tensor caches are used')
@@ -27,7 +28,12 @@ const program = new Command()
   .option('--flips <list>', 'add flipped copies of the training images to the bank: h, v, hv', '')
   .option('--category <names...>', 'categories (default: every one in the run)')
   .option('--reweight', "also the paper's image-score reweighting (eq. 7, 9 neighbours)")
-  .option('--k <n>', 'patch score: mean squared distance to the k nearest bank patches (1: PatchCore)', '1')
+  .option(
+    '--k <n>',
+    'patch score: mean squared distance to the k nearest bank patches (1: PatchCore)',
+    positiveInt,
+    1,
+  )
   .parse();
 const o = program.opts<{
   run: string;
@@ -36,10 +42,9 @@ const o = program.opts<{
   variants: string;
   flips: string;
   category?: string[];
-  k: string | number;
+  k: number;
   reweight?: boolean;
 }>();
-o.k = Number(o.k);
 const strides = o.strides.split(',').map(Number);
 const backbones: ResolvedBackbone[] = [];
 for (const name of o.backbone.split('+'))

@@ -8,6 +8,7 @@ import { DEFAULT_RUNS_ROOT, displayPath } from '../../lib/config/paths';
 import { championPath, readChampion, rollbackChampion, writeChampion } from '../../lib/package/champion';
 import { loadModelPackage } from '../../lib/package/package';
 import { PACKAGE_DIR_NAME } from '../../lib/package/package-step';
+import { UserError } from '../../lib/util/errors';
 import { say } from './session';
 
 export interface ChampionFlags {
@@ -23,7 +24,7 @@ const pipelineName = (p: string) => basename(p).replace(/\.ya?ml$/, '');
 export async function promoteCommand(category: string, flags: ChampionFlags): Promise<number> {
   const pipeline = pipelineName(flags.pipeline);
   const runsRoot = resolve(flags.runsRoot ?? DEFAULT_RUNS_ROOT);
-  if (!flags.run) throw new Error('promote: --run <run-id> is required');
+  if (!flags.run) throw new UserError('INVALID_ARGUMENT', 'promote: --run <run-id> is required');
   const packageDir = join(runsRoot, pipeline, flags.run, category, flags.step ?? 'package', PACKAGE_DIR_NAME);
   const pkg = await loadModelPackage(packageDir, { requireCalibration: true });
   pkg.model.dispose();

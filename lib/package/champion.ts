@@ -66,7 +66,13 @@ export async function readChampion(path: string): Promise<ChampionPointer | null
   } catch {
     return null;
   }
-  const parsed = pointerSchema.safeParse(JSON.parse(raw));
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (err) {
+    throw new UserError('INVALID_MODEL', `${path}: not readable JSON (${(err as Error).message})`);
+  }
+  const parsed = pointerSchema.safeParse(json);
   if (!parsed.success)
     throw new UserError(
       'INVALID_MODEL',

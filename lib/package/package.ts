@@ -66,6 +66,13 @@ const MODEL_FILES = {
   draem: [DRAEM_ONNX, DRAEM_JSON],
 } as const;
 
+/** The model kind a package's manifest holds: its ONNX detector's json names it; else the autoencoder. */
+function packageKind(files: Record<string, unknown>): keyof typeof MODEL_FILES {
+  if (files[PATCHCORE_JSON]) return 'patchcore';
+  if (files[DRAEM_JSON]) return 'draem';
+  return 'autoencoder';
+}
+
 const fileEntrySchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   bytes: z.number().int().min(0),
@@ -467,11 +474,7 @@ export async function validateModelPackage(
     throw invalid(manifestPath, `invalid manifest: ${z.prettifyError(mParsed.error).replace(/\n/g, '; ')}`);
   }
   const manifest = mParsed.data;
-  const kindFiles = manifest.files[PATCHCORE_JSON]
-    ? MODEL_FILES.patchcore
-    : manifest.files[DRAEM_JSON]
-      ? MODEL_FILES.draem
-      : MODEL_FILES.autoencoder;
+  const kindFiles = MODEL_FILES[packageKind(manifest.files)];
   for (const name of [...kindFiles, ...REQUIRED_FILES]) {
     if (!manifest.files[name]) throw invalid(join(dir, name), 'required file is not listed in manifest.json');
   }
@@ -518,16 +521,12 @@ export async function loadModelPackage(
   opts: { requireCalibration?: boolean } = {},
 ): Promise<LoadedPackage> {
   const info = await validateModelPackage(dir, opts);
-  const detectorJson = info.manifest.files[PATCHCORE_JSON]
-    ? PATCHCORE_JSON
-    : info.manifest.files[DRAEM_JSON]
-      ? DRAEM_JSON
-      : null;
-  if (detectorJson) {
-    const m = detectorJson === PATCHCORE_JSON ? await loadPatchcore(dir) : await loadDraem(dir);
+  const kind = packageKind(info.manifest.files);
+  if (kind !== 'autoencoder') {
+    const m = kind === 'patchcore' ? await loadPatchcore(dir) : await loadDraem(dir);
     if (m.imageSize !== info.preprocess.imageSize)
       throw invalid(
-        join(dir, detectorJson),
+        join(dir, MODEL_FILES[kind][1]),
         `model input is ${m.imageSize} px but preprocess.json says ${info.preprocess.imageSize} px`,
       );
     return { ...info, model: m };

@@ -68,6 +68,7 @@ function runDirOf(packageDir: string, category: string): string | null {
  */
 async function championPointers(
   root: string,
+  onUnreadable: (file: string, reason: string) => void = () => {},
 ): Promise<{ category: string; packageDir: string; file: string }[]> {
   const dirs: string[] = [];
   const own = join(root, CHAMPIONS_DIR);
@@ -80,7 +81,10 @@ async function championPointers(
       .filter((n) => n.endsWith('.json'))
       .sort()) {
       const file = join(d, f);
-      const p = await readChampion(file).catch(() => null);
+      const p = await readChampion(file).catch((err: Error) => {
+        onUnreadable(file, err.message);
+        return null;
+      });
       if (p) out.push({ category: p.category, packageDir: p.packageDir, file });
     }
   return out;
@@ -150,7 +154,10 @@ export async function loadServedModels(path: string): Promise<LoadModelsResult> 
   }
   for (const u of uncalibrated) if (!newest.has(u.category)) skipped.push({ dir: u.dir, reason: u.reason });
   // Champions win over the newest package: a retrain that did not pass promotion is not served.
-  for (const pointer of await championPointers(root)) {
+  const pointers = await championPointers(root, (file, reason) =>
+    skipped.push({ dir: file, reason: `champion pointer ignored: ${reason}` }),
+  );
+  for (const pointer of pointers) {
     const cur = newest.get(pointer.category);
     if (!cur || cur.dir === pointer.packageDir) continue;
     try {

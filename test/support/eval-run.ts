@@ -7,13 +7,17 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { defaultTrainingConfig, type TrainingConfig } from '../../lib/config/schema';
 import type { ImageRecord } from '../../lib/data/mvtec';
-import { writeTensorCache } from '../../lib/data/tensor-cache';
+import { readCachedSplit, writeTensorCache } from '../../lib/data/tensor-cache';
+import { readScoresFile } from '../../lib/eval/scores-file';
+import { createScoringEngine } from '../../lib/eval/scoring-engine';
+import type { ScorableModel } from '../../lib/infer/scorable-model';
 import { saveModel } from '../../lib/model/io';
 import { buildUNetLite } from '../../lib/models/autoencoder/unet';
 import type { JsonValue, StepActivity, StepContext, StepResult } from '../../lib/steps/contracts';
-import { artifact, finishStep } from '../../lib/steps/result';
+import { artifact, finishStep, inputPath } from '../../lib/steps/result';
 
 export const SIZE = 32;
 
@@ -136,14 +140,9 @@ export async function makeEvalRun(opts: { runDir?: string; runId?: string } = {}
  */
 export async function expectPackageScoresAsValidate(
   run: EvalRun,
-  model: import('../../lib/infer/scorable-model').ScorableModel,
+  model: ScorableModel,
   digits: number,
 ): Promise<Float32Array> {
-  const { readCachedSplit } = await import('../../lib/data/tensor-cache');
-  const { createScoringEngine } = await import('../../lib/eval/scoring-engine');
-  const { readScoresFile } = await import('../../lib/eval/scores-file');
-  const { inputPath } = await import('../../lib/steps/result');
-  const { expect } = await import('vitest');
   const test = await readCachedSplit(join(run.runDir, 'widget', 'preprocess'), 'test');
   const cfg = run.config.anomaly_map;
   const engine = await createScoringEngine('auto', [{ model, anomalyMap: cfg }]);

@@ -38,10 +38,6 @@ export class DraemModel extends OnnxDetector {
   }
 }
 
-export function isDraemModel(m: unknown): m is DraemModel {
-  return m instanceof DraemModel;
-}
-
 export function isDraemDir(dir: string): Promise<boolean> {
   return hasDetectorFile(dir, DRAEM_JSON);
 }

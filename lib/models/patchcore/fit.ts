@@ -9,9 +9,10 @@ import type { PatchcoreConfig } from '../../config/schema';
 import type { CachedSplit } from '../../data/tensor-cache';
 import { ortSessionOptions } from '../../onnx/session';
 import { UserError } from '../../util/errors';
+import { DETECTOR_INPUT } from '../onnx-detector';
 import { kCenterCoreset } from './coreset';
 import type { AppendBackbone } from './feature-graph';
-import { buildFeatureModel, buildScoringModel, PATCHCORE_INPUT, PATCHCORE_PATCHES } from './graphs';
+import { buildFeatureModel, buildScoringModel, PATCHCORE_PATCHES } from './graphs';
 
 export interface FitProgress {
   stage: 'features' | 'coreset' | 'scoring model';
@@ -63,7 +64,7 @@ export async function extractPatches(
       const src = split.images.subarray(start * px, (start + b) * px);
       for (let i = 0; i < x.length; i++) x[i] = src[i] / 255;
       const res = await session.run({
-        [PATCHCORE_INPUT]: new ort.Tensor('float32', x, [b, split.size, split.size, 3]),
+        [DETECTOR_INPUT]: new ort.Tensor('float32', x, [b, split.size, split.size, 3]),
       });
       out.set(res[PATCHCORE_PATCHES].data as Float32Array, start * perImage);
       opts.onProgress?.({ stage: 'features', done: start + b, total: split.count });

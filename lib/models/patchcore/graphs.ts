@@ -13,10 +13,7 @@ import { encodeModel, floatTensor, int, ints, str, valueInfo } from '../../onnx/
 import { DETECTOR_INPUT, DETECTOR_MAP, DETECTOR_SCORE } from '../onnx-detector';
 import { type AppendBackbone, appendPatchFeatures, type PatchFeatures } from './feature-graph';
 
-export const PATCHCORE_INPUT = DETECTOR_INPUT;
 export const PATCHCORE_PATCHES = 'patches';
-export const PATCHCORE_MAP = DETECTOR_MAP;
-export const PATCHCORE_SCORE = DETECTOR_SCORE;
 
 export interface PatchcoreGraphOptions {
   imageSize: number;
@@ -28,7 +25,7 @@ export interface PatchcoreGraphOptions {
 }
 
 function patchRows(g: GraphBuilder, o: PatchcoreGraphOptions): PatchFeatures & { rows: string } {
-  const nchw = g.transpose(PATCHCORE_INPUT, [0, 3, 1, 2]);
+  const nchw = g.transpose(DETECTOR_INPUT, [0, 3, 1, 2]);
   const f = appendPatchFeatures(g, nchw, o.imageSize, o.backbone, o);
   // [N, dim, g, g] -> [N, g, g, dim] -> one row per patch, images in order, patches row-major.
   const rows = g.op('Reshape', [g.transpose(f.name, [0, 2, 3, 1]), g.ints64([-1, f.dim])]);
@@ -48,7 +45,7 @@ export function buildFeatureModel(o: PatchcoreGraphOptions): {
     name: 'patchcore-features',
     nodes: g.nodes,
     initializers: g.initializers,
-    inputs: [valueInfo(PATCHCORE_INPUT, ['N', o.imageSize, o.imageSize, 3])],
+    inputs: [valueInfo(DETECTOR_INPUT, ['N', o.imageSize, o.imageSize, 3])],
     outputs: [valueInfo(PATCHCORE_PATCHES, ['P', f.dim])],
   });
   return { bytes, dim: f.dim, grid: f.grid };
@@ -94,18 +91,18 @@ export function buildScoringModel(
     [str('mode', 'linear'), str('coordinate_transformation_mode', 'half_pixel')],
   );
   const smooth = appendMapSmoothing(g, up, s, s, o.smoothingSigma);
-  g.op('Reshape', [smooth, g.ints64([-1, s, s])], [], PATCHCORE_MAP);
+  g.op('Reshape', [smooth, g.ints64([-1, s, s])], [], DETECTOR_MAP);
   g.op(
     'ReduceMax',
     [g.op('Reshape', [dist, g.ints64([-1, f.grid * f.grid])])],
     [ints('axes', [1]), int('keepdims', 0)],
-    PATCHCORE_SCORE,
+    DETECTOR_SCORE,
   );
   return encodeModel({
     name: 'patchcore-scorer',
     nodes: g.nodes,
     initializers: g.initializers,
-    inputs: [valueInfo(PATCHCORE_INPUT, ['N', s, s, 3])],
-    outputs: [valueInfo(PATCHCORE_MAP, ['N', s, s]), valueInfo(PATCHCORE_SCORE, ['N'])],
+    inputs: [valueInfo(DETECTOR_INPUT, ['N', s, s, 3])],
+    outputs: [valueInfo(DETECTOR_MAP, ['N', s, s]), valueInfo(DETECTOR_SCORE, ['N'])],
   });
 }

@@ -51,10 +51,6 @@ export class PatchcoreModel extends OnnxDetector {
 
 const FILES = { onnx: PATCHCORE_ONNX, json: PATCHCORE_JSON };
 
-export function isPatchcoreModel(m: unknown): m is PatchcoreModel {
-  return m instanceof PatchcoreModel;
-}
-
 /** Whether `dir` holds a fitted PatchCore model (its patchcore.json), rather than a tfjs autoencoder. */
 export function isPatchcoreDir(dir: string): Promise<boolean> {
   return hasDetectorFile(dir, PATCHCORE_JSON);
