@@ -7,6 +7,7 @@
  */
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { CategoryOutcome, SummaryFunction, SummaryResult } from '../lib/pipeline/outcome';
+import { SUMMARY_DIR } from '../lib/report/summary';
 import {
   type JsonValue,
   STEP_ACTIVITIES,
@@ -15,6 +16,10 @@ import {
   type StepHooks,
 } from '../lib/steps/contracts';
 import { adoptCachedStep, findCachedStep, recordCachedStep, stepCacheKey } from '../lib/steps/step-cache';
+import { syncDatasetCategory } from '../lib/store/dataset-mirror';
+import { isStoreError } from '../lib/store/errors';
+import { isRemoteStoreUrl } from '../lib/store/open';
+import { isRemoteRunDir, RunMirror } from '../lib/store/run-mirror';
 import { describeError, isUserError } from '../lib/util/errors';
 import type { StepActivityOutput, StepInvocation } from '../workflows/definitions';
 import { AttemptLog } from './attempt-log';
@@ -44,10 +49,20 @@ export function createActivities(steps: StepRegistry, opts: CreateActivitiesOpti
     ...stepActivities,
     async summary(runDir, outcomes) {
       if (!opts.summary) return { outputs: [], summary: {} };
+      const mirror = isRemoteRunDir(runDir) ? RunMirror.open(runDir) : null;
       try {
-        return await opts.summary(runDir, outcomes);
+        if (!mirror) return await opts.summary(runDir, outcomes);
+        // The summary reads each category's report: fetch those, write locally, publish.
+        await mirror.pullInputs(
+          outcomes.flatMap((o) => Object.values(o.results).filter((r) => r.activity === 'report')),
+        );
+        const result = await opts.summary(mirror.localRunDir, outcomes);
+        await mirror.pushFolder(SUMMARY_DIR);
+        return result;
       } catch (err) {
         throw toActivityFailure(err);
+      } finally {
+        await mirror?.close();
       }
     },
   };
@@ -58,7 +73,10 @@ function stepActivity(
   fn: StepFunction,
   opts: CreateActivitiesOptions,
 ): StepActivityFunction {
-  const run = async ({ ctx, reuseCompleted, cache }: StepInvocation): Promise<StepActivityOutput> => {
+  const run = async ({ ctx: given, reuseCompleted, cache }: StepInvocation): Promise<StepActivityOutput> => {
+    // A run in a store (claim check): the step works in this host's mirror of the run folder.
+    const mirror = isRemoteRunDir(given.runDir) ? RunMirror.open(given.runDir) : null;
+    let ctx = mirror ? mirror.localize(given) : given;
     const context = Context.current();
     const { info } = context;
     const log = await AttemptLog.open(ctx.stepDir, info.attempt, {
@@ -73,7 +91,7 @@ function stepActivity(
     const fields = { category: ctx.category, step: ctx.step, attempt: info.attempt };
     try {
       if (reuseCompleted) {
-        const verified = await loadVerifiedResult(ctx);
+        const verified = mirror ? await mirror.loadPublishedResult(ctx) : await loadVerifiedResult(ctx);
         if ('result' in verified) {
           await log.write('info', 'reused existing result', { outputs: verified.result.outputs.length });
           context.log.info('step reused', fields);
@@ -81,9 +99,16 @@ function stepActivity(
         }
         await log.write('info', 'cannot reuse previous result; running step', { reason: verified.reason });
       }
+      // A dataset in a bucket: preprocess (its only reader) works on this host's synced copy.
+      if (activity === 'preprocess' && isRemoteStoreUrl(ctx.dataRoot)) {
+        const synced = await syncDatasetCategory(ctx.dataRoot, ctx.category);
+        await log.write('info', 'synced the dataset from the store', { ...synced, url: ctx.dataRoot });
+        ctx = { ...ctx, dataRoot: synced.root };
+      }
       // Computed before the step runs: its inputs, not its outputs, make the key.
       // promote depends on the champion pointer, not only on its inputs: never cached.
-      const cacheKey = cache && activity !== 'promote' ? await stepCacheKey(ctx, activity) : null;
+      // The cache index lives in a local runs root; a run in a store is not cached (yet).
+      const cacheKey = cache && activity !== 'promote' && !mirror ? await stepCacheKey(ctx, activity) : null;
       if (cacheKey) {
         const hit = await findCachedStep(ctx, cacheKey);
         if ('result' in hit) {
@@ -108,10 +133,24 @@ function stepActivity(
         hb ? Math.max(200, Math.floor(hb / 3)) : 5000,
         previousProgress,
       );
+      if (mirror) {
+        const { fetched } = await mirror.pullInputs(Object.values(ctx.inputs));
+        const checkpoints = activity === 'train' ? await mirror.pullCheckpoints(ctx) : [];
+        await log.write('info', 'fetched inputs from the store', {
+          store: mirror.runUrl,
+          steps: fetched,
+          checkpoints,
+        });
+      }
       let lastLogged = '';
+      let lastCheckpoint = previousProgress?.checkpoint;
       const hooks: StepHooks = {
         progress(details) {
           heartbeat.progress(details);
+          if (mirror && details.checkpoint && details.checkpoint !== lastCheckpoint) {
+            lastCheckpoint = details.checkpoint;
+            mirror.pushCheckpoint(details.checkpoint);
+          }
           // The attempt log records milestones, not every batch.
           const milestone = `${details.stage}|${details.epoch ?? ''}|${details.checkpoint ?? ''}`;
           if (milestone !== lastLogged) {
@@ -129,10 +168,16 @@ function stepActivity(
       try {
         const result = await fn(ctx, hooks);
         if (cacheKey) await recordCachedStep(ctx, cacheKey);
+        if (mirror) {
+          for (const problem of await mirror.flush())
+            await log.write('warn', 'a checkpoint was not uploaded', { problem });
+        }
         await log.write('info', 'attempt finished', {
           outputs: result.outputs.map((o) => o.path),
           summary: result.summary,
         });
+        // Published last, so the step's copy in the store includes this attempt's whole log.
+        await mirror?.pushStep(ctx.category, ctx.step);
         context.log.info('step finished', fields);
         return { result, reused: false };
       } finally {
@@ -149,6 +194,8 @@ function stepActivity(
       throw failure;
     } finally {
       await log.close();
+      // Lets pending checkpoint uploads finish, so a retry elsewhere finds them.
+      await mirror?.close();
     }
   };
   // A named function shows up readably in stack traces and worker logs.
@@ -157,7 +204,8 @@ function stepActivity(
 }
 
 /**
- * UserError -> non-retryable ApplicationFailure typed with its code; a step that stopped because
+ * UserError -> non-retryable ApplicationFailure typed with its code (likewise a store error that
+ * retrying cannot fix, typed STORE_<code>); a step that stopped because
  * the activity was cancelled (or the worker is shutting down) -> CancelledFailure; anything else is
  * rethrown as is, which Temporal treats as retryable.
  */
@@ -169,6 +217,15 @@ function toActivityFailure(err: unknown, signal?: AbortSignal): unknown {
       nonRetryable: true,
       details: [toJson(err.details)],
       cause: err.cause instanceof Error ? err.cause : undefined,
+    });
+  }
+  // A store that refuses access, lacks the bucket or holds a corrupt object will not heal by itself.
+  if (isStoreError(err) && !err.retryable) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: `STORE_${err.code}`,
+      nonRetryable: true,
+      cause: err,
     });
   }
   if (signal?.aborted && !(err instanceof CancelledFailure)) {

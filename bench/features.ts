@@ -29,6 +29,11 @@ const program = new Command()
   .option('--category <names...>', 'categories (default: every one in the run)')
   .option('--reweight', "also the paper's image-score reweighting (eq. 7, 9 neighbours)")
   .option(
+    '--pool <list>',
+    'also image scores from the max of the n x n mean of the patch-distance grid (e.g. 2,3; 1: PatchCore)',
+    '',
+  )
+  .option(
     '--k <n>',
     'patch score: mean squared distance to the k nearest bank patches (1: PatchCore)',
     positiveInt,
@@ -44,7 +49,28 @@ const o = program.opts<{
   category?: string[];
   k: number;
   reweight?: boolean;
+  pool: string;
 }>();
+const pools = o.pool.split(',').filter(Boolean).map(Number);
+
+/** Max over the grid of the mean of each n x n window (windows clipped at the borders). */
+function pooledMax(d: Float32Array, grid: number, n: number): number {
+  let best = Number.NEGATIVE_INFINITY;
+  const r0 = Math.floor((n - 1) / 2);
+  for (let y = 0; y < grid; y++)
+    for (let x = 0; x < grid; x++) {
+      let t = 0;
+      let c = 0;
+      for (let yy = y - r0; yy < y - r0 + n; yy++)
+        for (let xx = x - r0; xx < x - r0 + n; xx++)
+          if (yy >= 0 && yy < grid && xx >= 0 && xx < grid) {
+            t += d[yy * grid + xx];
+            c++;
+          }
+      best = Math.max(best, t / c);
+    }
+  return best;
+}
 const strides = o.strides.split(',').map(Number);
 const backbones: ResolvedBackbone[] = [];
 for (const name of o.backbone.split('+'))
@@ -237,6 +263,15 @@ for (const c of categories) {
     const t = sums.get(v) ?? [0, 0];
     sums.set(v, [t[0] + a, t[1] + pa]);
     row.push(`${v} ${a.toFixed(3)} / ${pa.toFixed(3)}`);
+    for (const n of pools) {
+      const pooled = Array.from({ length: test.count }, (_, i) =>
+        pooledMax(d.subarray(i * grid * grid, (i + 1) * grid * grid), grid, n),
+      );
+      const pa2 = auroc(rankedCounts(pooled, labels)).value ?? Number.NaN;
+      const t2 = sums.get(`${v}+pool${n}`) ?? [0, 0];
+      sums.set(`${v}+pool${n}`, [t2[0] + pa2, t2[1] + pa]);
+      row.push(`${v}+pool${n} ${pa2.toFixed(3)}`);
+    }
     if (o.reweight) {
       // PatchCore's image-score reweighting (the paper's eq. 7, b = 9): the most anomalous patch's
       // score times 1 - softmax over its distances to its nearest bank patch m* and m*'s neighbours.

@@ -6,7 +6,8 @@
  *   0   every category completed          1   some category failed or was cancelled; internal error
  *   2   the user's to fix (flag, config, dataset, unknown run or schedule, run id in use)
  *   3   Temporal unusable: server gone / connection refused, namespace missing, permission denied
- *   4   local storage: disk full, read-only file system, no permission to write the run folder
+ *   4   storage: disk full, read-only file system, no permission to write the run folder; the object
+ *       store (--runs-root / --data-root s3://...) refused, lacks the bucket, or cannot be reached
  *   130 interrupted (Ctrl-C)
  */
 import {
@@ -15,6 +16,7 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import { NamespaceNotFoundError } from '@temporalio/common';
+import { isStoreError } from '../lib/store/errors';
 import { isUserError } from '../lib/util/errors';
 
 /** gRPC status codes (numbers fixed by the gRPC spec). */
@@ -161,6 +163,18 @@ function classify(err: unknown, ctx: ErrorContext, where: string, namespace: str
         capitalize(resumeHint(ctx, 'Once the cause is fixed, ')),
       ],
       exitCode: EXIT.failed,
+    };
+
+  if (isStoreError(err))
+    return {
+      lines: [
+        // Not capitalised: store messages start with the object's URL.
+        `${err.message.replace(/\.$/, '')}.`,
+        err.retryable
+          ? capitalize(resumeHint(ctx, 'Once the store answers again, '))
+          : 'Fix the store settings (the AWS_* variables, the bucket in the URL), then run the command again.',
+      ],
+      exitCode: EXIT.storage,
     };
 
   const storage = errnoOf(err);

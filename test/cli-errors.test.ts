@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServiceError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreError } from '../lib/store/errors';
 import { INJECT_FAULTS_ENV } from '../lib/util/faults';
 import { EXIT, explainCliError } from '../temporal/cli-errors';
 import { freePort, startTestServer, type TestServer } from './support/temporal-server';
@@ -195,5 +196,19 @@ describe('CLI errors for people (real dev server)', () => {
     // A checkpoint that hit a full disk inside a worker arrives as text only.
     const remote = new Error('Activity task failed: ENOSPC: no space left on device, write');
     expect(explainCliError(remote, { runId: 'r1' }).exitCode).toBe(EXIT.storage);
+  });
+
+  it('object-store errors name the object and the fix; only a passing one gets the resume hint', () => {
+    const missing = new StoreError(
+      'BUCKET_MISSING',
+      's3://nobucket/x',
+      "s3://nobucket/x/plan.json: bucket 'nobucket' does not exist",
+    );
+    const e = explainCliError(missing, { runId: 'r1' });
+    expect(e.exitCode).toBe(EXIT.storage);
+    expect(e.lines[0]).toBe("error: s3://nobucket/x/plan.json: bucket 'nobucket' does not exist.");
+    expect(e.lines[1]).toMatch(/AWS_\* variables/);
+    const down = new StoreError('UNREACHABLE', 's3://b/x', 's3://b/x/k: cannot reach the endpoint');
+    expect(explainCliError(down, { runId: 'r1' }).lines[1]).toMatch(/resume r1/);
   });
 });

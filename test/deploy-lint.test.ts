@@ -44,13 +44,13 @@ describe('deployment files', () => {
     };
     edit('Dockerfile', /^FROM \$\{NODE_IMAGE\} AS runtime$/m, 'FROM debian AS runtime'); // untagged base
     edit('k8s/worker-gpu.yaml', 'terminationGracePeriodSeconds:', 'terminationGracePeriodSecond:');
-    edit('compose.yaml', '- runs:/app/runs', '- runz:/app/runs');
+    edit('compose.yaml', '- data:/app/data', '- dataz:/app/data');
     const r = lint(dir);
     const out = `${r.stdout}\n${r.stderr}`;
     expect(r.status).toBe(1);
     expect(out).toContain('DL3006');
     expect(out).toMatch(/worker-gpu\.yaml did not validate.*terminationGracePeriodSecond/);
-    expect(out).toContain("'runz' is not declared under volumes");
+    expect(out).toContain("'dataz' is not declared under volumes");
   });
 
   it('the compose file wires the cluster the docs describe', () => {
@@ -65,6 +65,10 @@ describe('deployment files', () => {
     });
     expect(c.services['worker-cpu'].command).toEqual(['worker.ts', '--role', 'cpu']);
     expect(c.services['worker-gpu'].command).toEqual(['worker.ts', '--role', 'train']);
+    // Runs live in the bucket: no shared runs volume, and serve reads the same bucket.
+    expect(c.services['worker-cpu'].environment.ANOMALY_SPOTTER_RUNS_ROOT).toMatch(/^s3:\/\/.+\/runs$/);
+    expect(c.services['worker-cpu'].volumes.some((v: string) => v.includes('/app/runs'))).toBe(false);
+    expect(c.services.serve.command[2]).toMatch(/^s3:\/\//);
   });
 
   it('the Kubernetes workers poll the queues the workflows use, GPU pods request GPUs', () => {

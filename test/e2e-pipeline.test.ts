@@ -19,12 +19,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthesizeDataset } from '../lib/data/synth';
 import { buildRunPlan } from '../lib/pipeline/build-plan';
 import type { RunPlan } from '../lib/pipeline/plan';
 import type { StepResult } from '../lib/steps/contracts';
 import { startPipelineRun } from '../temporal/runs';
 import { startTestServer, type TestServer } from './support/temporal-server';
+import { E2E_STEPS_AFTER_TRAIN, tinyE2eDataset } from './support/train-fixtures';
 
 const CATEGORIES = ['weave', 'chip'];
 const STEP_NAMES = ['preprocess', 'train', 'validate', 'checkpoint', 'threshold', 'report', 'package'];
@@ -74,11 +74,7 @@ function pipelineYaml(epochs: number, kind: Kind = 'autoencoder'): string {
     '    resources: { gpu: 1 }',
     '    heartbeat: 5s',
     '    retry: { maximum_attempts: 4 }',
-    '  - { name: validate, activity: validate, needs: [train] }',
-    '  - { name: checkpoint, activity: checkpoint, needs: [train, validate] }',
-    '  - { name: threshold, activity: threshold, needs: [validate, checkpoint] }',
-    '  - { name: report, activity: report, needs: [threshold] }',
-    '  - { name: package, activity: package, needs: [checkpoint, threshold, report] }',
+    ...E2E_STEPS_AFTER_TRAIN,
     '',
   ].join('\n');
 }
@@ -123,14 +119,7 @@ async function waitFor(what: string, ready: () => boolean, timeoutMs: number): P
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'anomaly-e2e-'));
-  // 16 good training images (13 train / 3 val: 4 batches of 4 per epoch), both classes in test.
-  await synthesizeDataset(join(dir, 'data'), {
-    size: 32,
-    categories: CATEGORIES,
-    trainGood: 16,
-    testGood: 4,
-    perDefect: 1,
-  });
+  await tinyE2eDataset(join(dir, 'data'), CATEGORIES);
   server = await startTestServer();
   connection = await Connection.connect({ address: server.address });
   client = new Client({ connection });

@@ -2,7 +2,7 @@
 import { availableParallelism } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 import { addTrainingOverrideOptions, trainingOverridesFromFlags } from '../../lib/config/cli-overrides';
-import { DEFAULT_RUNS_ROOT } from '../../lib/config/paths';
+import { DEFAULT_RUNS_ROOT, RUNS_ROOT_ENV } from '../../lib/config/paths';
 import type { RunPlan } from '../../lib/pipeline/plan';
 import { positiveInt } from '../../lib/util/cli-args';
 import { UserError } from '../../lib/util/errors';
@@ -55,7 +55,11 @@ export function addPlanOptions(cmd: Command): Command {
         '--data-root <dir>',
         "dataset root in the MVTec AD layout (default: the pipeline's, else the demo dataset)",
       )
-      .option('--runs-root <dir>', 'where run folders go', DEFAULT_RUNS_ROOT)
+      .option(
+        '--runs-root <dir>',
+        `where run folders go: a folder, or s3://bucket/prefix (default: $${RUNS_ROOT_ENV}, else runs/)`,
+        process.env[RUNS_ROOT_ENV] || DEFAULT_RUNS_ROOT,
+      )
       .option(
         '--no-cache',
         'run every step, even where an earlier run with the same inputs (data, config, code) has its outputs',

@@ -6,6 +6,7 @@ import cliProgress from 'cli-progress';
 import { displayPath } from '../../lib/config/paths';
 import type { CategoryOutcome } from '../../lib/pipeline/outcome';
 import type { ProgressDetails } from '../../lib/steps/contracts';
+import { isRemoteStoreUrl } from '../../lib/store/open';
 import type { CategoryLiveProgress, RunProgress } from '../../temporal/progress';
 import type { PipelineSummary } from '../../workflows/definitions';
 
@@ -129,6 +130,11 @@ export function formatSummary(summary: PipelineSummary): string {
   for (const out of summary.summary?.outputs ?? [])
     lines.push(`summary: ${displayPath(`${summary.runDir}/${out.path}`)}`);
   if (summary.summaryError) lines.push(`summary step failed: ${summary.summaryError}`);
+  if (isRemoteStoreUrl(summary.runDir))
+    lines.push(
+      `The run is in object storage. Fetch a folder to read it here: npm run store -- fetch ${summary.runDir}/summary ./summary`,
+      `Serve its models: npm run serve -- --models ${summary.runDir}`,
+    );
   return lines.join('\n');
 }
 

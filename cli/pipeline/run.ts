@@ -1,5 +1,6 @@
 /** `npm run pipeline [run]`: start a run from a pipeline YAML and follow it to its summary. */
 import { join } from 'node:path';
+import { isRemoteStoreUrl, openStore } from '../../lib/store/open';
 import { writeJsonAtomic } from '../../lib/util/atomic';
 import { UserError } from '../../lib/util/errors';
 import { targetFromEnv } from '../../temporal/connection';
@@ -13,6 +14,16 @@ export interface RunFlags extends PlanFlags, WorkerFlags {
   progress: boolean;
 }
 
+async function writeRunFile(runDir: string, name: string, value: unknown): Promise<void> {
+  if (!isRemoteStoreUrl(runDir)) return writeJsonAtomic(join(runDir, name), value);
+  const store = openStore(runDir);
+  try {
+    await store.putBytes(name, `${JSON.stringify(value, null, 2)}\n`, { contentType: 'application/json' });
+  } finally {
+    await store.close();
+  }
+}
+
 export async function runCommand(flags: RunFlags): Promise<number> {
   if (flags.detach && !targetFromEnv()) {
     throw new UserError(
@@ -22,8 +33,9 @@ export async function runCommand(flags: RunFlags): Promise<number> {
   }
   const plan = await planFromFlags(flags);
   errorContext.runId = plan.runId;
-  // A copy of the plan next to the results: what ran, and what `resume` falls back to.
-  await writeJsonAtomic(join(plan.runDir, 'plan.json'), plan);
+  // A copy of the plan next to the results: what ran, and what `resume` falls back to. For a run
+  // in object storage this is also the first write to the bucket: bad credentials fail here.
+  await writeRunFile(plan.runDir, 'plan.json', plan);
   return withSession({ workers: targetFromEnv() ? undefined : workerSpec(flags, plan) }, async (session) => {
     const handle = await startPipelineRun(session.client, plan);
     printStarted(session, handle, plan);

@@ -10,6 +10,9 @@ import { DEFAULT_CONFIG_DIR, DEFAULT_DEMO_DATA_DIR, DEFAULT_RUNS_ROOT, displayPa
 import type { DeepPartial, TrainingConfig } from '../config/schema';
 import { ensureDemoDataset } from '../data/demo';
 import { listCategories } from '../data/mvtec';
+import { listRemoteCategories } from '../store/dataset-mirror';
+import { isStoreError } from '../store/errors';
+import { isRemoteStoreUrl, parseS3Url } from '../store/open';
 import { sha256 } from '../util/atomic';
 import { UserError } from '../util/errors';
 import { parseDuration } from './duration';
@@ -35,6 +38,26 @@ export interface BuildRunPlanOptions {
   configDir?: string;
   /** `--no-cache`: every step runs, none reuses an earlier run's outputs. */
   noCache?: boolean;
+}
+
+/**
+ * `<runs root>/<pipeline>/<run id>`: a local folder, or `s3://bucket/prefix/<pipeline>/<run id>`
+ * for a run kept in object storage (activities then work in a local mirror, lib/store/run-mirror).
+ */
+function runDirFor(runsRoot: string, spec: PipelineSpec, runId: string): string {
+  if (!isRemoteStoreUrl(runsRoot)) return resolve(runsRoot, spec.name, runId);
+  try {
+    parseS3Url(runsRoot);
+  } catch (err) {
+    throw new UserError('INVALID_ARGUMENT', `--runs-root: ${(err as Error).message}`, { cause: err });
+  }
+  const promote = spec.steps.find((s) => s.activity === 'promote');
+  if (promote)
+    throw new UserError(
+      'INVALID_PIPELINE',
+      `step '${promote.name}' (promote) keeps champion pointers in a local runs root, which --runs-root ${runsRoot} is not: drop the step for a run in object storage, or use a local --runs-root`,
+    );
+  return `${runsRoot.replace(/\/+$/, '')}/${spec.name}/${runId}`;
 }
 
 /** `20261128-120501-ab12` (UTC): sorts by start time, unique enough across hosts. */
@@ -92,13 +115,28 @@ async function resolveDataRoot(
   spec: PipelineSpec,
   pipelinePath: string,
 ): Promise<string> {
-  if (opts.dataRoot) return assertDir(resolve(opts.dataRoot), '--data-root');
+  if (opts.dataRoot)
+    return isRemoteStoreUrl(opts.dataRoot)
+      ? checkDataUrl(opts.dataRoot, '--data-root')
+      : assertDir(resolve(opts.dataRoot), '--data-root');
+  if (spec.dataset.root && isRemoteStoreUrl(spec.dataset.root))
+    return checkDataUrl(spec.dataset.root, `${displayPath(pipelinePath)}: dataset.root`);
   if (spec.dataset.root)
     return assertDir(
       resolve(dirname(pipelinePath), spec.dataset.root),
       `${displayPath(pipelinePath)}: dataset.root`,
     );
   return ensureDemoDataset(DEFAULT_DEMO_DATA_DIR);
+}
+
+/** A dataset in object storage: the URL is checked here, its categories listed below. */
+function checkDataUrl(url: string, what: string): string {
+  try {
+    parseS3Url(url);
+  } catch (err) {
+    throw new UserError('INVALID_ARGUMENT', `${what}: ${(err as Error).message}`, { cause: err });
+  }
+  return url.replace(/\/+$/, '');
 }
 
 async function assertDir(path: string, what: string): Promise<string> {
@@ -117,7 +155,13 @@ async function assertDir(path: string, what: string): Promise<string> {
 
 /** Checks requested names against the folders present; `all` means every category found. */
 export async function resolveCategories(dataRoot: string, requested: string[] | 'all'): Promise<string[]> {
-  const available = await listCategories(dataRoot);
+  const available = isRemoteStoreUrl(dataRoot)
+    ? await listRemoteCategories(dataRoot).catch((err: unknown) => {
+        throw isStoreError(err) && !err.retryable
+          ? new UserError('INVALID_DATASET', `dataset ${dataRoot}: ${err.message}`, { cause: err })
+          : err;
+      })
+    : await listCategories(dataRoot);
   if (requested === 'all') {
     if (available.length === 0) {
       throw new UserError(
@@ -159,6 +203,7 @@ export async function buildRunPlan(opts: BuildRunPlanOptions): Promise<RunPlan> 
   }));
 
   const runId = opts.runId ?? newRunId();
+  const remote = isRemoteStoreUrl(opts.runsRoot ?? '');
   if (!NAME_RE.test(runId)) {
     throw new UserError(
       'INVALID_ARGUMENT',
@@ -175,11 +220,12 @@ export async function buildRunPlan(opts: BuildRunPlanOptions): Promise<RunPlan> 
   return {
     pipeline: spec.name,
     runId,
-    runDir: resolve(opts.runsRoot ?? DEFAULT_RUNS_ROOT, spec.name, runId),
+    runDir: runDirFor(opts.runsRoot ?? DEFAULT_RUNS_ROOT, spec, runId),
     dataRoot,
     concurrency: spec.concurrency,
     categories,
-    steps: spec.steps.map((s) => ({ ...stepPlan(s, spec), cache: !opts.noCache && s.cache })),
+    // The step cache's index lives in a local runs root: a run in a store runs every step.
+    steps: spec.steps.map((s) => ({ ...stepPlan(s, spec), cache: !opts.noCache && !remote && s.cache })),
     schedule: schedulePlan(spec),
     configHash: sha256(hashInput),
   };

@@ -161,12 +161,15 @@ function summaryBlocks(s: SummaryJson, chart: string | null): Block[] {
   ];
 }
 
+/** The run-level folder the summary writes (the only one outside the categories' step folders). */
+export const SUMMARY_DIR = 'summary';
+
 /** The cross-category summary at the end of a pipeline run: `<runDir>/summary/summary.{md,html,json}`. */
 export async function writeSummary(
   runDir: string,
   categories: SummaryCategoryInput[],
 ): Promise<{ summaryMd: string; summaryHtml: string; summaryJson: string }> {
-  const dir = join(runDir, 'summary');
+  const dir = join(runDir, SUMMARY_DIR);
   const rows = await Promise.all(categories.map(row));
   const summary: SummaryJson = {
     version: 1,

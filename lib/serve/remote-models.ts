@@ -12,18 +12,17 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { PACKAGE_FILES } from '../package/package';
-import { VerifiedCache } from '../store/cache';
+import { defaultCacheDir, VerifiedCache } from '../store/cache';
+
 import { StoreError } from '../store/errors';
 import { checkKey, joinKey } from '../store/keys';
 import { isRemoteStoreUrl, type OpenStoreOptions, openStore } from '../store/open';
 import type { ArtifactStore } from '../store/types';
 import { UserError } from '../util/errors';
 
-export const CACHE_DIR_ENV = 'ANOMALY_SPOTTER_CACHE_DIR';
 export const CACHE_MAX_BYTES_ENV = 'ANOMALY_SPOTTER_CACHE_MAX_BYTES';
 const DEFAULT_CACHE_MAX_BYTES = 5 * 1024 ** 3;
 
@@ -52,11 +51,6 @@ const looseManifest = z.looseObject({
   files: z.record(z.string(), z.looseObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/) })),
 });
 const looseMetadata = z.looseObject({ category: z.string().min(1), createdAt: z.string() });
-
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env[CACHE_DIR_ENV]) return env[CACHE_DIR_ENV]!;
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'anomaly-spotter');
-}
 
 async function readJson<S extends z.ZodType>(
   store: ArtifactStore,

@@ -9,12 +9,21 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sha256File } from '../util/atomic';
 import { StoreError } from './errors';
 import { SHA256_HEX } from './hash';
 import { TEMP_PREFIX } from './keys';
 import { streamToFileAtomic } from './local';
+
+export const CACHE_DIR_ENV = 'ANOMALY_SPOTTER_CACHE_DIR';
+
+/** `$ANOMALY_SPOTTER_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache`, then `/anomaly-spotter`. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env[CACHE_DIR_ENV]) return env[CACHE_DIR_ENV]!;
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'anomaly-spotter');
+}
 
 export interface CacheOptions {
   /** Upper bound on the bytes the cache keeps (an entry larger than this still passes through). */

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
+import { sha256File } from '../util/atomic';
 import type { VerifiedCache } from './cache';
 import { StoreError } from './errors';
 import { SHA256_HEX } from './hash';
@@ -70,6 +71,11 @@ async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<
 
 export interface PublishOptions {
   concurrency?: number;
+  /**
+   * Files (path relative to the folder -> sha256) already in the store at those keys, e.g. from an
+   * earlier publish of a subfolder: a local file with the same hash is listed, not uploaded again.
+   */
+  stored?: ReadonlyMap<string, string>;
 }
 
 /** Uploads every file of `localDir` under `prefix`, then the manifest, last. Returns the manifest. */
@@ -98,7 +104,13 @@ export async function publishDir(
     files.filter((f) => !skip.includes(f)),
     opts.concurrency ?? 4,
     async (path) => {
-      const r = await store.putFile(joinKey(prefix, path), join(root, ...path.split('/')));
+      const local = join(root, ...path.split('/'));
+      const known = opts.stored?.get(path);
+      if (known !== undefined && (await sha256File(local)) === known) {
+        entries.push({ path, sha256: known, bytes: (await stat(local)).size });
+        return;
+      }
+      const r = await store.putFile(joinKey(prefix, path), local);
       entries.push({ path, sha256: r.sha256, bytes: r.bytes });
     },
   );

@@ -102,7 +102,7 @@ export async function startS3Server(opts: { startTimeoutMs?: number } = {}): Pro
     '-ip', '127.0.0.1', '-ip.bind', '127.0.0.1',
     '-master.port', String(master), '-master.port.grpc', String(masterGrpc),
     '-master.volumeSizeLimitMB', '64',
-    '-volume.port', String(volume), '-volume.port.grpc', String(volumeGrpc), '-volume.max', '8',
+    '-volume.port', String(volume), '-volume.port.grpc', String(volumeGrpc), '-volume.max', '64',
     '-filer', '-filer.port', String(filer), '-filer.port.grpc', String(filerGrpc),
     '-s3', '-s3.port', String(s3), '-s3.port.grpc', String(s3Grpc),
     '-s3.port.iceberg', '0', '-s3.port.lance', '0',

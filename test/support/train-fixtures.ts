@@ -4,6 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TrainingConfig, trainingConfigSchema } from '../../lib/config/schema';
+import { synthesizeDataset } from '../../lib/data/synth';
 import { type CachedSplit, writeTensorCache } from '../../lib/data/tensor-cache';
 import type { StepContext } from '../../lib/steps/contracts';
 import { artifact, finishStep } from '../../lib/steps/result';
@@ -137,3 +138,20 @@ export function lossesOf(
 ) {
   return history.map((h) => ({ loss: h.loss, valLoss: h.valLoss, terms: h.terms, lr: h.lr }));
 }
+
+/**
+ * The end-to-end tests' dataset: 32 px, 16 good training images per category (13 train / 3 val:
+ * 4 batches of 4 per epoch), both classes in test.
+ */
+export async function tinyE2eDataset(root: string, categories: string[]): Promise<void> {
+  await synthesizeDataset(root, { size: 32, categories, trainGood: 16, testGood: 4, perDefect: 1 });
+}
+
+/** Pipeline YAML lines of the real steps after `train`, as the end-to-end tests declare them. */
+export const E2E_STEPS_AFTER_TRAIN = [
+  '  - { name: validate, activity: validate, needs: [train] }',
+  '  - { name: checkpoint, activity: checkpoint, needs: [train, validate] }',
+  '  - { name: threshold, activity: threshold, needs: [validate, checkpoint] }',
+  '  - { name: report, activity: report, needs: [threshold] }',
+  '  - { name: package, activity: package, needs: [checkpoint, threshold, report] }',
+];
