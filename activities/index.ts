@@ -6,6 +6,7 @@
  * on resume, and maps UserError to a non-retryable failure carrying the error code.
  */
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { type PulledChampion, pullChampion, pushChampion } from '../lib/package/champion-sync';
 import type { CategoryOutcome, SummaryFunction, SummaryResult } from '../lib/pipeline/outcome';
 import { SUMMARY_DIR } from '../lib/report/summary';
 import {
@@ -133,13 +134,17 @@ function stepActivity(
         hb ? Math.max(200, Math.floor(hb / 3)) : 5000,
         previousProgress,
       );
+      let champion: PulledChampion | null = null;
       if (mirror) {
         const { fetched } = await mirror.pullInputs(Object.values(ctx.inputs));
         const checkpoints = activity === 'train' ? await mirror.pullCheckpoints(ctx) : [];
+        // promote reads and moves the category's champion pointer, which lives beside the runs.
+        if (activity === 'promote') champion = await pullChampion(mirror, ctx.pipeline, ctx.category);
         await log.write('info', 'fetched inputs from the store', {
           store: mirror.runUrl,
           steps: fetched,
           checkpoints,
+          ...(champion ? { champion: champion.fetched } : {}),
         });
       }
       let lastLogged = '';
@@ -176,6 +181,8 @@ function stepActivity(
           outputs: result.outputs.map((o) => o.path),
           summary: result.summary,
         });
+        if (mirror && champion && (await pushChampion(mirror, ctx.pipeline, ctx.category, champion)))
+          await log.write('info', 'champion pointer published', { store: mirror.runsRootUrl });
         // Published last, so the step's copy in the store includes this attempt's whole log.
         await mirror?.pushStep(ctx.category, ctx.step);
         context.log.info('step finished', fields);

@@ -5,7 +5,7 @@
  * a running server switches to it without a restart.
  * Real steps on the tiny synthetic run of test/support/eval-run (three runs under one runs root).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -119,6 +119,11 @@ describe('promote step', () => {
     const kept = await readChampion(pointer);
     expect(kept?.runId).toBe('r2');
     expect(kept?.previous?.runId).toBe('r1');
+    // Stored relative to the runs root (portable: a moved folder, a bucket and its mirrors), read absolute.
+    const raw = JSON.parse(await readFile(pointer, 'utf8'));
+    expect(raw.packageDir).toBe('test/r2/widget/package/package');
+    expect(raw.previous.packageDir).toBe('test/r1/widget/package/package');
+    expect(kept?.packageDir).toBe(join(root, 'test', 'r2', 'widget', 'package', 'package'));
 
     // r3 is the newest package, but the champion is served.
     const { models, skipped } = await loadServedModels(root);

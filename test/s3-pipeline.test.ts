@@ -6,7 +6,7 @@
  * checkpoint reaches the bucket; the other worker's training resumes from that checkpoint, fetched
  * from the bucket. Then the packages are served from the bucket.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   createWriteStream,
   existsSync,
@@ -53,9 +53,9 @@ let client: Client;
 let runs: ArtifactStore;
 const hosts: Host[] = [];
 
-function pipelineYaml(): string {
+function pipelineYaml(name = 's3e2e', epochs = EPOCHS, extraSteps: string[] = []): string {
   return [
-    'name: s3e2e',
+    `name: ${name}`,
     'dataset: { root: data, categories: all }',
     'concurrency: 2',
     'defaults:',
@@ -66,7 +66,7 @@ function pipelineYaml(): string {
     '  heartbeat: 5s',
     'training:',
     '  image_size: 32',
-    `  epochs: ${EPOCHS}`,
+    `  epochs: ${epochs}`,
     '  batch_size: 4',
     '  model: { widths: [4, 8] }',
     '  early_stopping: { patience: 100 }',
@@ -75,6 +75,7 @@ function pipelineYaml(): string {
     '  - { name: preprocess, activity: preprocess }',
     '  - { name: train, activity: train, needs: [preprocess], resources: { gpu: 1 } }',
     ...E2E_STEPS_AFTER_TRAIN,
+    ...extraSteps,
     '',
   ].join('\n');
 }
@@ -144,6 +145,12 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'anomaly-s3-e2e-'));
   await tinyE2eDataset(join(dir, 'data'), CATEGORIES);
   writeFileSync(join(dir, 's3e2e.yaml'), pipelineYaml());
+  writeFileSync(
+    join(dir, 's3nightly.yaml'),
+    pipelineYaml('s3nightly', 2, [
+      '  - { name: promote, activity: promote, needs: [package], params: { tolerance: 0.01 } }',
+    ]),
+  );
   [temporal, s3] = await Promise.all([startTestServer(), startS3Server()]);
   await s3.createBucket('fleet');
   // The AWS SDK's credential chain reads process.env; the hosts inherit it.
@@ -262,4 +269,55 @@ describe('a run in object storage on two workers that share only Temporal and th
       expect(['weave', 'chip']).toContain(pkg.metadata.category);
     }
   }, 300_000);
+  it('promotes through a champion pointer in the bucket, and serving from the bucket follows it', async () => {
+    const promotions: Record<string, { promoted: boolean; reason: string }> = {};
+    for (const runId of ['n1', 'n2']) {
+      const plan = await buildRunPlan({
+        pipelinePath: join(dir, 's3nightly.yaml'),
+        dataRoot: 's3://fleet/datasets/tiny',
+        runsRoot: 's3://fleet/runs',
+        runId,
+        categories: ['weave'],
+      });
+      const summary = await (await startPipelineRun(client, plan)).result();
+      expect(summary.categories[0].failure?.message ?? null).toBeNull();
+      promotions[runId] = JSON.parse(
+        (await runs.getBytes(`s3nightly/${runId}/weave/promote/promotion.json`)).toString(),
+      );
+    }
+    expect(promotions.n1).toMatchObject({ promoted: true, reason: 'first model of this category' });
+    // The same data, config and seed train the same model: not worse, so promoted.
+    expect(promotions.n2.promoted).toBe(true);
+    const pointer = JSON.parse((await runs.getBytes('.champions/s3nightly/weave.json')).toString());
+    expect(pointer.packageDir).toBe('s3nightly/n2/weave/package/package');
+    expect(pointer.previous.packageDir).toBe('s3nightly/n1/weave/package/package');
+
+    // `npm run pipeline -- rollback` on the bucket points the champion back at n1; serving the
+    // bucket follows the pointer, not the newest package.
+    const cli = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        TSX,
+        join(REPO, 'client.ts'),
+        'rollback',
+        'weave',
+        '--pipeline',
+        's3nightly',
+        '--runs-root',
+        's3://fleet/runs',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain(
+      'weave: champion rolled back to run n1; s3://fleet/runs/.champions/s3nightly/weave.json',
+    );
+    const back = JSON.parse((await runs.getBytes('.champions/s3nightly/weave.json')).toString());
+    expect(back.packageDir).toBe('s3nightly/n1/weave/package/package');
+    const mirrored = await mirrorRemoteModels('s3://fleet/runs', { cacheDir: join(dir, 'serve-cache') });
+    expect(mirrored.packages).toContain('s3nightly/n1/weave/package/package');
+    expect(mirrored.packages).not.toContain('s3nightly/n2/weave/package/package');
+    expect(mirrored.skipped.some((k) => /not the champion/.test(k.reason))).toBe(true);
+  }, 240_000);
 });

@@ -6,7 +6,7 @@
  * `serve --models <runs root>` serves a category's champion instead of its newest package.
  */
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { writeJsonAtomic } from '../util/atomic';
 import { UserError } from '../util/errors';
@@ -29,7 +29,10 @@ const metricsSchema = z.object({
 interface PointerShape {
   pipeline: string;
   category: string;
-  /** Absolute package folder. */
+  /**
+   * The package folder: absolute in memory; stored relative to the runs root (so a runs folder can
+   * move, and a pointer in a bucket means the same package on every host's mirror).
+   */
   packageDir: string;
   runId: string;
   metrics: ChampionMetrics;
@@ -53,11 +56,22 @@ const pointerSchema: z.ZodType<PointerShape> = z.lazy(() =>
 export type ChampionPointer = PointerShape;
 
 export function championPath(runsRoot: string, pipeline: string, category: string): string {
-  return join(runsRoot, CHAMPIONS_DIR, pipeline, `${category}.json`);
+  return join(runsRoot, ...championKey(pipeline, category).split('/'));
 }
 
 /** The runs root of a run folder (`<runs root>/<pipeline>/<run-id>`). */
 export const runsRootOf = (runDir: string) => dirname(dirname(runDir));
+
+/** The runs root a pointer file belongs to (`<runs root>/.champions/<pipeline>/<category>.json`). */
+const runsRootOfPointer = (path: string) => dirname(dirname(dirname(path)));
+
+/** Store key of a category's pointer, relative to the runs root. */
+export const championKey = (pipeline: string, category: string) =>
+  `${CHAMPIONS_DIR}/${pipeline}/${category}.json`;
+
+function mapDirs(p: ChampionPointer | null, f: (dir: string) => string): ChampionPointer | null {
+  return p ? { ...p, packageDir: f(p.packageDir), previous: mapDirs(p.previous, f) } : null;
+}
 
 export async function readChampion(path: string): Promise<ChampionPointer | null> {
   let raw: string;
@@ -78,7 +92,10 @@ export async function readChampion(path: string): Promise<ChampionPointer | null
       'INVALID_MODEL',
       `${path}: not a champion pointer (${z.prettifyError(parsed.error)})`,
     );
-  return parsed.data;
+  // Relative folders (what writeChampion stores) resolve against the pointer's runs root; older
+  // pointers hold absolute ones.
+  const root = runsRootOfPointer(path);
+  return mapDirs(parsed.data, (d) => (isAbsolute(d) ? d : join(root, ...d.split('/'))));
 }
 
 /** How many earlier champions a pointer remembers for rollback (a nightly run adds one each night). */
@@ -90,7 +107,12 @@ function truncated(p: ChampionPointer | null, depth: number): ChampionPointer | 
 }
 
 export async function writeChampion(path: string, p: ChampionPointer): Promise<void> {
-  await writeJsonAtomic(path, { ...p, previous: truncated(p.previous, CHAMPION_HISTORY) });
+  const root = runsRootOfPointer(path);
+  const portable = mapDirs({ ...p, previous: truncated(p.previous, CHAMPION_HISTORY) }, (d) => {
+    const rel = relative(root, d);
+    return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel.split(sep).join('/') : d;
+  });
+  await writeJsonAtomic(path, portable);
 }
 
 /** Whether the challenger may replace the champion: not worse than `tolerance` on image AUROC. */

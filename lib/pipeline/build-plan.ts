@@ -51,12 +51,6 @@ function runDirFor(runsRoot: string, spec: PipelineSpec, runId: string): string 
   } catch (err) {
     throw new UserError('INVALID_ARGUMENT', `--runs-root: ${(err as Error).message}`, { cause: err });
   }
-  const promote = spec.steps.find((s) => s.activity === 'promote');
-  if (promote)
-    throw new UserError(
-      'INVALID_PIPELINE',
-      `step '${promote.name}' (promote) keeps champion pointers in a local runs root, which --runs-root ${runsRoot} is not: drop the step for a run in object storage, or use a local --runs-root`,
-    );
   return `${runsRoot.replace(/\/+$/, '')}/${spec.name}/${runId}`;
 }
 

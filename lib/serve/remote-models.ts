@@ -6,7 +6,9 @@
  * The prefix is either one package (`<prefix>/manifest.json`) or a runs tree holding packages at
  * `.../<category>/<step>/package/manifest.json`. For a runs tree only the newest calibrated package
  * per category is downloaded (chosen from each package's small manifest.json + metadata.json), so
- * serving a bucket full of old runs costs only their metadata. Every file is fetched by the sha256
+ * serving a bucket full of old runs costs only their metadata; a category with a champion pointer
+ * (`.champions/<pipeline>/<category>.json`, the promote step) gets its champion instead, and the
+ * pointers are mirrored too. Every file is fetched by the sha256
  * its package manifest lists, so unchanged files come from the cache on the next start.
  * Not mirrored: the run's report folders (the /reports pages of a remote run are empty).
  */
@@ -14,6 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { CHAMPIONS_DIR } from '../package/champion';
 import { PACKAGE_FILES } from '../package/package';
 import { defaultCacheDir, VerifiedCache } from '../store/cache';
 
@@ -51,6 +54,11 @@ const looseManifest = z.looseObject({
   files: z.record(z.string(), z.looseObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/) })),
 });
 const looseMetadata = z.looseObject({ category: z.string().min(1), createdAt: z.string() });
+// A pointer's package folder is relative to the runs root (lib/package/champion).
+const loosePointer = z.looseObject({
+  category: z.string().min(1),
+  packageDir: z.string().regex(/^[^/]/, 'a folder relative to the runs root'),
+});
 
 async function readJson<S extends z.ZodType>(
   store: ArtifactStore,
@@ -109,6 +117,7 @@ export async function mirrorRemoteModels(
   const mirror = join(cacheDir, 'mirror', urlId);
   const staging = `${mirror}.staging-${process.pid}-${randomBytes(4).toString('hex')}`;
   const skipped: RemoteModelsResult['skipped'] = [];
+  const pointers: string[] = [];
   try {
     let chosen: string[];
     let single = false;
@@ -156,6 +165,28 @@ export async function mirrorRemoteModels(
           skipped.push({ key: prefix, reason: (err as Error).message });
         }
       }
+      // A category with a champion pointer (the promote step) is served its champion, as locally.
+      for (const key of (await store.list(`${CHAMPIONS_DIR}/`))
+        .map((o) => o.key)
+        .filter((k) => k.endsWith('.json'))) {
+        try {
+          const p = await readJson(store, key, loosePointer);
+          if (!prefixes.includes(p.packageDir)) {
+            skipped.push({
+              key,
+              reason: `champion pointer ignored: names ${p.packageDir}, not a package in the store`,
+            });
+            continue;
+          }
+          const cur = newest.get(p.category);
+          if (cur && cur.prefix !== p.packageDir)
+            skipped.push({ key: cur.prefix, reason: `not the champion (${key} names ${p.packageDir})` });
+          newest.set(p.category, { prefix: p.packageDir, createdAt: '' });
+          pointers.push(key);
+        } catch (err) {
+          skipped.push({ key, reason: `champion pointer ignored: ${(err as Error).message}` });
+        }
+      }
       chosen = [...newest.values()].map((v) => v.prefix).sort();
       if (chosen.length === 0)
         throw new UserError(
@@ -167,6 +198,8 @@ export async function mirrorRemoteModels(
     for (const prefix of chosen) {
       await mirrorPackage(store, prefix, prefix ? join(staging, ...prefix.split('/')) : staging, cache);
     }
+    // The pointers come along, so the local loader (and its champion polling) sees what the bucket says.
+    for (const key of pointers) await store.getFile(key, join(staging, ...key.split('/')));
     if (await stat(mirror).catch(() => null)) {
       const old = `${mirror}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
       await rename(mirror, old);

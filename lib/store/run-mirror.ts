@@ -59,16 +59,33 @@ export class RunMirror {
     readonly runUrl: string,
     store: ArtifactStore,
     localRunDir: string,
+    private readonly storeOptions: OpenStoreOptions,
   ) {
     this.store = store;
     this.localRunDir = localRunDir;
+  }
+
+  /** `s3://bucket/prefix`: the run's URL without `/<pipeline>/<run id>`. */
+  get runsRootUrl(): string {
+    return this.runUrl.replace(/\/+$/, '').split('/').slice(0, -2).join('/');
+  }
+
+  /** The local mirror of the runs root (the run's mirror is `<this>/<pipeline>/<run id>`). */
+  get localRunsRoot(): string {
+    return dirname(dirname(this.localRunDir));
+  }
+
+  /** The store at the runs root (for what lives beside the runs: champion pointers). Close it. */
+  openRunsRoot(): ArtifactStore {
+    return openStore(this.runsRootUrl, this.storeOptions);
   }
 
   static open(runUrl: string, opts: RunMirrorOptions = {}): RunMirror {
     const { bucket, prefix } = parseS3Url(runUrl);
     const workDir = opts.workDir ?? defaultWorkDir(opts.env);
     const localRunDir = join(workDir, bucket, ...prefix.split('/').filter(Boolean));
-    return new RunMirror(runUrl, openStore(runUrl, { ...opts.store, env: opts.env }), localRunDir);
+    const storeOptions = { ...opts.store, env: opts.env };
+    return new RunMirror(runUrl, openStore(runUrl, storeOptions), localRunDir, storeOptions);
   }
 
   /** The step context with run and step folders in the local mirror (everything else unchanged). */
