@@ -170,6 +170,50 @@ describe('MVTec reader', () => {
   });
 });
 
+describe('held-back images (holdout/)', () => {
+  it('are indexed with masks from holdout_ground_truth/, cached as their own split, and named when a mask is missing', async () => {
+    const root = await copyCategory('holdout', 'weave');
+    // The test split's images and masks, copied under holdout/ (names repeat test/'s on purpose).
+    for (const [from, to] of [
+      ['weave/test', 'weave/holdout'],
+      ['weave/ground_truth', 'weave/holdout_ground_truth'],
+    ]) {
+      for (const d of await readdir(join(root, from))) {
+        await mkdir(join(root, to, d), { recursive: true });
+        for (const f of await readdir(join(root, from, d)))
+          await copyFile(join(root, from, d, f), join(root, to, d, f));
+      }
+    }
+    const idx = await indexCategory(root, 'weave', opts);
+    expect(idx.holdout.length).toBe(idx.test.length);
+    const defect = idx.holdout.find((r) => r.label === 1);
+    expect(defect?.source).toMatch(/^weave\/holdout\//);
+    expect(defect?.maskSource).toMatch(/^weave\/holdout_ground_truth\//);
+    expect(idx.holdout.every((r) => r.split === 'holdout')).toBe(true);
+
+    const ctx = stepContext(root, 'weave', 'holdout');
+    const res = await preprocessStep(ctx, localHooks());
+    expect(res.outputs.map((o) => o.name)).toEqual(expect.arrayContaining(['holdout', 'holdout_masks']));
+    expect(res.summary.holdout).toBe(idx.holdout.length);
+    const held = await readCachedSplit(ctx.stepDir, 'holdout');
+    const test = await readCachedSplit(ctx.stepDir, 'test');
+    expect(Buffer.compare(Buffer.from(held.images), Buffer.from(test.images))).toBe(0);
+    expect(Buffer.compare(Buffer.from(held.masks!), Buffer.from(test.masks!))).toBe(0);
+
+    await rm(join(root, 'weave/holdout_ground_truth/hole/000_mask.png'));
+    const err = (await indexCategory(root, 'weave', opts).catch((e: unknown) => e)) as UserError;
+    expect(err.code).toBe('MISSING_MASK');
+    expect(err.message).toContain('expected weave/holdout_ground_truth/hole/000_mask.png');
+  });
+
+  it('a dataset without them has no holdout split', async () => {
+    const ctx = stepContext(data, 'chip', 'no-holdout');
+    await preprocessStep(ctx, localHooks());
+    expect((await readTensorCacheManifest(ctx.stepDir)).splits.holdout).toBeUndefined();
+    await expect(readCachedSplit(ctx.stepDir, 'holdout')).rejects.toThrow(/has no split "holdout"/);
+  });
+});
+
 describe('preprocess step and tensor cache', () => {
   it('round-trips through readCachedSplit', async () => {
     const ctx = stepContext(data, 'chip', 'roundtrip');

@@ -35,8 +35,16 @@ import { useWasm } from './support/tiny-package';
 let root: string;
 
 /** One run: the eval run's random-init autoencoder, or a PatchCore fitted on its good images. */
-async function runWith(runId: string, kind: 'autoencoder' | 'patchcore'): Promise<StepResult> {
-  const run = await makeEvalRun({ runDir: join(root, 'test', runId), runId });
+async function runWith(
+  runId: string,
+  kind: 'autoencoder' | 'patchcore',
+  opts: { runsRoot?: string; holdout?: string[] } = {},
+): Promise<StepResult> {
+  const run = await makeEvalRun({
+    runDir: join(opts.runsRoot ?? root, 'test', runId),
+    runId,
+    holdout: opts.holdout,
+  });
   if (kind === 'patchcore') {
     run.config.model = {
       ...run.config.model,
@@ -99,7 +107,8 @@ describe('promote step', () => {
     const first = await runWith('r1', 'autoencoder');
     expect(first.summary).toMatchObject({
       promoted: true,
-      reason: 'first model of this category',
+      reason: 'first model of this category, on the test split (8 images)',
+      comparedOn: 'test',
       champion: null,
     });
     const ae = (first.summary.challenger as { imageAuroc: number }).imageAuroc;
@@ -174,5 +183,18 @@ describe('promote step', () => {
     } finally {
       await server.app.close();
     }
+  });
+
+  it('decides on the held-back split when the dataset has one', async () => {
+    const runsRoot = join(root, 'holdout-runs');
+    const holdout = ['good', 'good', 'good', 'crack', 'scratch', 'scratch~'];
+    const first = await runWith('h1', 'autoencoder', { runsRoot, holdout });
+    expect(first.summary).toMatchObject({ promoted: true, comparedOn: 'holdout' });
+    expect((first.summary.challenger as { images: number }).images).toBe(holdout.length);
+    const second = await runWith('h2', 'patchcore', { runsRoot, holdout });
+    expect(second.summary.comparedOn).toBe('holdout');
+    expect(String(second.summary.reason)).toMatch(/on the holdout split \(6 images\)$/);
+    // The champion was re-scored on the same held-back images.
+    expect((second.summary.champion as { images: number }).images).toBe(holdout.length);
   });
 });

@@ -285,7 +285,8 @@ describe('a run in object storage on two workers that share only Temporal and th
         (await runs.getBytes(`s3nightly/${runId}/weave/promote/promotion.json`)).toString(),
       );
     }
-    expect(promotions.n1).toMatchObject({ promoted: true, reason: 'first model of this category' });
+    expect(promotions.n1).toMatchObject({ promoted: true, comparedOn: 'test' });
+    expect(promotions.n1.reason).toMatch(/^first model of this category/);
     // The same data, config and seed train the same model: not worse, so promoted.
     expect(promotions.n2.promoted).toBe(true);
     const pointer = JSON.parse((await runs.getBytes('.champions/s3nightly/weave.json')).toString());

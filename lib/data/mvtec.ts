@@ -3,6 +3,8 @@
  *   <root>/<category>/train/good/*.png
  *   <root>/<category>/test/<defect>/*.png            (defect `good` = normal, label 0)
  *   <root>/<category>/ground_truth/<defect>/<name>_mask.png
+ *   <root>/<category>/holdout/<defect>/*.png          optional: held back for `promote` only, with
+ *   <root>/<category>/holdout_ground_truth/<defect>/<name>_mask.png
  * Works for the 15 MVTec AD categories and any folder laid out the same way.
  */
 import { readdir, stat } from 'node:fs/promises';
@@ -40,7 +42,7 @@ export interface ImageRecord {
   id: string;
   /** Path relative to the dataset root. */
   source: string;
-  split: 'train' | 'val' | 'test';
+  split: 'train' | 'val' | 'test' | 'holdout';
   /** `good` for normal images. */
   defectType: string;
   label: 0 | 1;
@@ -54,6 +56,8 @@ export interface CategoryIndex {
   train: ImageRecord[];
   val: ImageRecord[];
   test: ImageRecord[];
+  /** `<category>/holdout/<type>/` (masks in `holdout_ground_truth/`): for `promote` only; often empty. */
+  holdout: ImageRecord[];
   /** Test defect types (sorted), without `good`. */
   defectTypes: string[];
   /** Non-fatal findings (and, with `missingMask: 'report'`, missing masks). */
@@ -174,12 +178,17 @@ export async function indexCategory(
       test.push(await testRecord(root, category, defect, file, opts, problems));
     }
   }
+  const holdout: ImageRecord[] = [];
+  for (const defect of await listDirs(join(catDir, 'holdout')))
+    for (const file of await listImages(join(catDir, 'holdout', defect)))
+      holdout.push(await testRecord(root, category, defect, file, opts, problems, 'holdout'));
   return {
     root,
     category,
     train: train.map((f) => goodRecord(f, 'train')),
     val: val.map((f) => goodRecord(f, 'val')),
     test,
+    holdout,
     defectTypes,
     problems,
   };
@@ -192,19 +201,22 @@ async function testRecord(
   file: string,
   opts: IndexOptions,
   problems: string[],
+  split: 'test' | 'holdout' = 'test',
 ): Promise<ImageRecord> {
-  const source = join(category, 'test', defect, file);
+  const source = join(category, split, defect, file);
   const rec: ImageRecord = {
-    id: `test/${defect}/${stem(file)}`,
+    id: `${split}/${defect}/${stem(file)}`,
     source,
-    split: 'test',
+    split,
     defectType: defect,
     label: 0,
     maskSource: null,
   };
   if (defect === 'good') return rec;
   rec.label = 1;
-  const maskSource = join(category, 'ground_truth', defect, `${stem(file)}_mask.png`);
+  // Held-back images keep their masks apart, so that names may repeat those of test/.
+  const masks = split === 'test' ? 'ground_truth' : 'holdout_ground_truth';
+  const maskSource = join(category, masks, defect, `${stem(file)}_mask.png`);
   const exists = await stat(join(root, maskSource)).then(
     (s) => s.isFile(),
     () => false,

@@ -28,7 +28,7 @@ interface Decoded {
 async function decodeRecord(ctx: StepContext, rec: ImageRecord, size: number): Promise<Decoded> {
   const image = await decodeImage(join(ctx.dataRoot, rec.source), size);
   const mask =
-    rec.split !== 'test'
+    rec.split !== 'test' && rec.split !== 'holdout'
       ? null
       : rec.maskSource
         ? await decodeMask(join(ctx.dataRoot, rec.maskSource), size)
@@ -72,7 +72,7 @@ async function decodeAll(
 function packSplit(split: SplitName, decoded: Decoded[], size: number): SplitData {
   const px = size * size;
   const images = new Uint8Array(decoded.length * px * 3);
-  const masks = split === 'test' ? new Uint8Array(decoded.length * px) : null;
+  const masks = split === 'test' || split === 'holdout' ? new Uint8Array(decoded.length * px) : null;
   decoded.forEach((d, i) => {
     images.set(d.image, i * px * 3);
     if (masks && d.mask) masks.set(d.mask, i * px);
@@ -93,7 +93,7 @@ export const preprocessStep: StepFunction = async (ctx, hooks) => {
     valFraction: config.val_fraction,
     seed: config.seed,
   });
-  const all = [...index.train, ...index.val, ...index.test];
+  const all = [...index.train, ...index.val, ...index.test, ...index.holdout];
   const skipped: SkippedFile[] = [];
   let done = 0;
   const tick = () => {
@@ -115,7 +115,7 @@ export const preprocessStep: StepFunction = async (ctx, hooks) => {
   });
 
   const splits = {} as Record<SplitName, SplitData>;
-  for (const split of SPLITS) {
+  for (const split of [...SPLITS, ...(index.holdout.length > 0 ? (['holdout'] as const) : [])]) {
     splits[split] = packSplit(
       split,
       await decodeAll(ctx, hooks, index[split], skipped, tick),
@@ -145,6 +145,12 @@ export const preprocessStep: StepFunction = async (ctx, hooks) => {
     outputs.push(await artifact(ctx, split, join(ctx.stepDir, manifest.splits[split].images.file)));
   const maskFile = manifest.splits.test.masks?.file;
   if (maskFile) outputs.push(await artifact(ctx, 'test_masks', join(ctx.stepDir, maskFile)));
+  const holdout = manifest.splits.holdout;
+  if (holdout) {
+    outputs.push(await artifact(ctx, 'holdout', join(ctx.stepDir, holdout.images.file)));
+    if (holdout.masks)
+      outputs.push(await artifact(ctx, 'holdout_masks', join(ctx.stepDir, holdout.masks.file)));
+  }
 
   const summary: Record<string, JsonValue> = {
     imageSize: config.image_size,
@@ -152,6 +158,7 @@ export const preprocessStep: StepFunction = async (ctx, hooks) => {
     val: splits.val.records.length,
     test: splits.test.records.length,
     testByDefect: countBy(splits.test.records),
+    holdout: splits.holdout?.records.length ?? 0,
     skipped: skipped.length,
     skippedFiles: skipped.slice(0, 20).map((s) => s.source),
     problems: index.problems,

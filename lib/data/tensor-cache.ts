@@ -3,6 +3,7 @@
  *   manifest.json                      shapes, counts, records, sha256 of every file, skipped files
  *   train.u8 / val.u8 / test.u8        count*size*size*3, NHWC RGB
  *   test-masks.u8                      count*size*size, 0|1
+ *   holdout.u8, holdout-masks.u8       the same, when the dataset holds images back for `promote`
  * Consumers find the folder as dirname(inputPath(ctx, 'preprocess', 'manifest')).
  */
 import { readFile } from 'node:fs/promises';
@@ -13,8 +14,16 @@ import type { ImageRecord } from './mvtec';
 
 export type { ImageRecord } from './mvtec';
 
-export type SplitName = 'train' | 'val' | 'test';
-export const SPLITS: readonly SplitName[] = ['train', 'val', 'test'];
+/** The splits every cache has. */
+export type RequiredSplit = 'train' | 'val' | 'test';
+export const SPLITS: readonly RequiredSplit[] = ['train', 'val', 'test'];
+/**
+ * `holdout`: labelled images held back from every step but `promote`, which compares a retrained
+ * model with the champion on them (`<category>/holdout/`, lib/data/mvtec). Written only when the
+ * dataset has some.
+ */
+export type SplitName = RequiredSplit | 'holdout';
+type SplitEntry = { count: number; images: CacheFile; masks: CacheFile | null; records: ImageRecord[] };
 export const MANIFEST_FILE = 'manifest.json';
 export const TENSOR_CACHE_VERSION = 1;
 
@@ -25,7 +34,7 @@ export interface CachedSplit {
   channels: 3;
   /** count*size*size*3, NHWC RGB. */
   images: Uint8Array;
-  /** count*size*size, 0|1; test split only. */
+  /** count*size*size, 0|1; the labelled splits (test, holdout) only. */
   masks: Uint8Array | null;
   records: ImageRecord[];
 }
@@ -49,10 +58,7 @@ export interface TensorCacheManifest {
   size: number;
   channels: 3;
   defectTypes: string[];
-  splits: Record<
-    SplitName,
-    { count: number; images: CacheFile; masks: CacheFile | null; records: ImageRecord[] }
-  >;
+  splits: Record<RequiredSplit, SplitEntry> & { holdout?: SplitEntry };
   skipped: SkippedFile[];
 }
 
@@ -71,11 +77,13 @@ async function writeBlob(dir: string, file: string, data: Uint8Array): Promise<C
 export async function writeTensorCache(
   dir: string,
   meta: { category: string; dataRoot: string; size: number; defectTypes: string[]; skipped: SkippedFile[] },
-  splits: Record<SplitName, SplitData>,
+  splits: Record<RequiredSplit, SplitData> & { holdout?: SplitData },
 ): Promise<TensorCacheManifest> {
   const out = {} as TensorCacheManifest['splits'];
-  for (const split of SPLITS) {
-    const s = splits[split];
+  const present: SplitName[] = [...SPLITS];
+  if (splits.holdout && splits.holdout.records.length > 0) present.push('holdout');
+  for (const split of present) {
+    const s = splits[split] as SplitData;
     out[split] = {
       count: s.records.length,
       images: await writeBlob(dir, `${split}.u8`, s.images),

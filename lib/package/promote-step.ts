@@ -1,6 +1,7 @@
 /**
  * The `promote` step (champion/challenger after a retrain): scores this run's sealed package (the
- * challenger) and the category's current champion (lib/package/champion) on this run's test split, and
+ * challenger) and the category's current champion (lib/package/champion) on this run's held-back
+ * split (`<category>/holdout/`, seen by no other step) when the dataset has one, else its test split, and
  * moves the champion pointer to the challenger only when it is not worse than `params.tolerance`
  * (default 0.01) in image AUROC. Both sets of metrics and the decision go to `<stepDir>/promotion.json`
  * and the step summary. A champion whose package no longer loads, or that takes another image size, is
@@ -8,7 +9,7 @@
  * its outcome depends on the pointer, not only on its inputs.
  */
 import { dirname, join } from 'node:path';
-import { readCachedSplit } from '../data/tensor-cache';
+import { readCachedSplit, readTensorCacheManifest } from '../data/tensor-cache';
 import { auroc, rankedCounts } from '../eval/metrics';
 import { pixelMetrics } from '../eval/pixel-metrics';
 import { createScoringEngine } from '../eval/scoring-engine';
@@ -61,7 +62,12 @@ export const promoteStep: StepFunction = async (ctx, hooks) => {
       `step '${ctx.step}': params.tolerance must be a number >= 0, got ${JSON.stringify(tolerance)}`,
     );
   const packageDir = dirname(inputPath(ctx, 'package', 'package_manifest'));
-  const test = await readCachedSplit(dirname(inputPath(ctx, 'preprocess', 'manifest')), 'test');
+  const preprocessDir = dirname(inputPath(ctx, 'preprocess', 'manifest'));
+  // Held-back labelled images (when the dataset has them) decide: no step has seen them. Otherwise
+  // the test split, which the thresholds were not fitted on either.
+  const manifest = await readTensorCacheManifest(preprocessDir);
+  const comparedOn = manifest.splits.holdout ? 'holdout' : 'test';
+  const test = await readCachedSplit(preprocessDir, comparedOn);
   hooks.progress({ stage: 'scoring the challenger' });
   const challengerPkg = await loadModelPackage(packageDir, { requireCalibration: true });
   let challenger: ChampionMetrics;
@@ -110,7 +116,8 @@ export const promoteStep: StepFunction = async (ctx, hooks) => {
   }
   const summary: Record<string, JsonValue> = {
     promoted: decision.promote,
-    reason,
+    reason: `${reason}, on the ${comparedOn} split (${test.count} images)`,
+    comparedOn,
     tolerance,
     challenger: json(challenger),
     champion: json(champion),

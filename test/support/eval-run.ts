@@ -44,7 +44,7 @@ function image(seed: number, kind: string): { img: Uint8Array; mask: Uint8Array 
 }
 
 function split(
-  name: 'train' | 'val' | 'test',
+  name: 'train' | 'val' | 'test' | 'holdout',
   kinds: string[],
 ): { images: Uint8Array; masks: Uint8Array | null; records: ImageRecord[] } {
   const images = new Uint8Array(kinds.length * SIZE * SIZE * 3);
@@ -54,7 +54,8 @@ function split(
     const type = kind.replace(/[~]$/, '').replace('good+spot', 'good');
     images.set(img, i * img.length);
     masks.set(mask, i * mask.length);
-    const dir = name === 'test' ? `test/${type}` : 'train/good';
+    const labelled = name === 'test' || name === 'holdout';
+    const dir = labelled ? `${name}/${type}` : 'train/good';
     return {
       id: `${dir}/${name}${String(i).padStart(3, '0')}`,
       source: `widget/${dir}/${name},${i}.png`, // a comma, to exercise CSV quoting
@@ -64,7 +65,7 @@ function split(
       maskSource: type === 'good' ? null : `widget/ground_truth/${type}/${i}_mask.png`,
     };
   });
-  return { images, masks: name === 'test' ? masks : null, records };
+  return { images, masks: name === 'test' || name === 'holdout' ? masks : null, records };
 }
 
 export interface EvalRun {
@@ -74,8 +75,13 @@ export interface EvalRun {
   ctx(activity: StepActivity, params?: Record<string, JsonValue>): StepContext;
 }
 
-/** `opts.runDir`: where the run goes (default: a new temp folder); `opts.runId`: its id (default r1). */
-export async function makeEvalRun(opts: { runDir?: string; runId?: string } = {}): Promise<EvalRun> {
+/**
+ * `opts.runDir`: where the run goes (default: a new temp folder); `opts.runId`: its id (default r1);
+ * `opts.holdout`: image kinds of a held-back split (none by default).
+ */
+export async function makeEvalRun(
+  opts: { runDir?: string; runId?: string; holdout?: string[] } = {},
+): Promise<EvalRun> {
   const runDir = opts.runDir ?? (await mkdtemp(join(tmpdir(), 'eval-run-')));
   const config: TrainingConfig = { ...defaultTrainingConfig(), image_size: SIZE, model: { widths: [4, 8] } };
   const run: EvalRun = {
@@ -111,6 +117,7 @@ export async function makeEvalRun(opts: { runDir?: string; runId?: string } = {}
       train: split('train', ['good', 'good']),
       val: split('val', ['good', 'good', 'good', 'good', 'good']),
       test: split('test', ['good', 'good', 'good+spot', 'crack', 'crack', 'scratch', 'scratch', 'scratch~']),
+      ...(opts.holdout ? { holdout: split('holdout', opts.holdout) } : {}),
     },
   );
   run.results.preprocess = await finishStep(
