@@ -4,12 +4,20 @@
  *   publish <dir> <url>   upload a folder: every file, then _manifest.json (sha256 of each) last
  *   fetch <url> <dir>     download a published folder, verifying each file; replaces <dir> whole
  *   ls <url> [prefix]     list objects (key, bytes)
+ *   mb <url>              create the bucket of an s3:// URL (nothing to do when it exists)
  * <url>: s3://bucket/prefix or a local folder. Exit codes: 0 ok, 2 the user's to fix (missing
  * object or bucket, credentials, checksum mismatch, bad URL), 1 anything else (e.g. unreachable).
  */
 import { Command } from 'commander';
-import { fetchDir, isStoreError, openStore, publishDir } from '../lib/store/index';
-import { describeError } from '../lib/util/errors';
+import {
+  fetchDir,
+  isRemoteStoreUrl,
+  isStoreError,
+  openStore,
+  publishDir,
+  type S3Store,
+} from '../lib/store/index';
+import { describeError, isUserError, UserError } from '../lib/util/errors';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -42,6 +50,19 @@ program
     }
   });
 program
+  .command('mb <url>')
+  .description('create the bucket of an s3:// URL (nothing to do when it exists)')
+  .action(async (url: string) => {
+    if (!isRemoteStoreUrl(url)) throw new UserError('INVALID_ARGUMENT', `mb: ${url} is not an s3:// URL`);
+    const store = openStore(url) as S3Store;
+    try {
+      const { created } = await store.createBucket();
+      out(`${created ? 'created' : 'exists:'} bucket ${store.bucket}`);
+    } finally {
+      await store.close();
+    }
+  });
+program
   .command('ls <url> [prefix]')
   .description('list the objects under <url> (optionally only keys starting with [prefix])')
   .action(async (url: string, prefix?: string) => {
@@ -54,6 +75,10 @@ program
   });
 
 program.parseAsync().catch((err: unknown) => {
+  if (isUserError(err)) {
+    process.stderr.write(`error: ${err.message}\n`);
+    process.exit(2);
+  }
   if (isStoreError(err)) {
     process.stderr.write(`error: ${err.message}\n`);
     process.exit(err.retryable ? 1 : 2);

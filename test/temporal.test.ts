@@ -84,9 +84,9 @@ describe('pipeline workflow on a real dev server', () => {
         { name: 'rep', activity: 'report', needs: ['val', 'thr'] },
       ],
     });
-    const t0 = Date.now();
+    // Parallelism is asserted on the steps' own timestamps below, not on wall time (a loaded machine
+    // stretches the latter).
     const summary = await (await startPipelineRun(client, plan)).result();
-    const elapsed = Date.now() - t0;
     expect(summary.status).toBe('completed');
     const [cat] = summary.categories;
     expect(cat.steps).toEqual({ prep: 'completed', val: 'completed', thr: 'completed', rep: 'completed' });
@@ -102,7 +102,6 @@ describe('pipeline workflow on a real dev server', () => {
     );
     expect(out('rep').inputs.sort()).toEqual(['preprocess', 'threshold', 'validate']);
     expect(cat.results.rep.outputs[0].path).toBe('bottle/rep/out.json');
-    expect(elapsed).toBeLessThan(2 * 1200 + 3000);
     // Attempt logs in the run folder.
     const logLines = readFileSync(join(plan.runDir, 'bottle', 'val', 'logs', 'attempt-1.log'), 'utf8')
       .trim()
@@ -121,8 +120,12 @@ describe('pipeline workflow on a real dev server', () => {
     expect(summary.status).toBe('completed');
     expect(summary.categories[0].results.prep.summary.attempt).toBe(3);
     const logs = join(plan.runDir, 'bottle', 'prep', 'logs');
-    expect([1, 2, 3].map((n) => existsSync(join(logs, `attempt-${n}.log`)))).toEqual([true, true, true]);
+    expect([1, 3].map((n) => existsSync(join(logs, `attempt-${n}.log`)))).toEqual([true, true]);
     expect(readFileSync(join(logs, 'attempt-1.log'), 'utf8')).toContain('transient failure on attempt 1');
+    // On a loaded machine attempt 2 can be dispatched to a poll the worker never receives; Temporal
+    // then times it out and attempt 3 runs. When it did run, it failed as the step says.
+    const second = join(logs, 'attempt-2.log');
+    if (existsSync(second)) expect(readFileSync(second, 'utf8')).toContain('transient failure on attempt 2');
   });
 
   it('fails fast on a UserError (non-retryable, with its code) and skips downstream steps', async () => {

@@ -56,6 +56,10 @@ export async function loadModel(dir: string): Promise<tf.LayersModel> {
     );
   }
   const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
+  // A process that has not selected a backend yet (a worker's first step that loads a model, e.g.
+  // checkpoint on a host where validate ran elsewhere) initialises the default one first; a no-op
+  // once one is active.
+  await tf.ready();
   const buffers = await Promise.all(
     json.weightsManifest
       .flatMap((g) => g.paths)

@@ -12,6 +12,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import {
+  CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -336,6 +337,18 @@ export class S3Store implements ArtifactStore {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
     } catch (err) {
       this.fail(err, key, 'delete');
+    }
+  }
+
+  /** Creates the bucket of this store's URL; one that exists already (and is ours) is fine. */
+  async createBucket(): Promise<{ created: boolean }> {
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      return { created: true };
+    } catch (err) {
+      const name = (err as AwsLikeError).name ?? '';
+      if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') return { created: false };
+      this.fail(err, null, `creating bucket '${this.bucket}'`);
     }
   }
 
