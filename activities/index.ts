@@ -20,7 +20,8 @@ import { adoptCachedStep, findCachedStep, recordCachedStep, stepCacheKey } from 
 import { syncDatasetCategory } from '../lib/store/dataset-mirror';
 import { isStoreError } from '../lib/store/errors';
 import { isRemoteStoreUrl } from '../lib/store/open';
-import { isRemoteRunDir, RunMirror } from '../lib/store/run-mirror';
+import { defaultWorkDir, isRemoteRunDir, RunMirror } from '../lib/store/run-mirror';
+import { holdMirror, pruneWorkDir } from '../lib/store/work-dir';
 import { describeError, isUserError } from '../lib/util/errors';
 import type { StepActivityOutput, StepInvocation } from '../workflows/definitions';
 import { AttemptLog } from './attempt-log';
@@ -51,6 +52,7 @@ export function createActivities(steps: StepRegistry, opts: CreateActivitiesOpti
     async summary(runDir, outcomes) {
       if (!opts.summary) return { outputs: [], summary: {} };
       const mirror = isRemoteRunDir(runDir) ? RunMirror.open(runDir) : null;
+      const release = mirror ? await holdMirror(mirror.localRunDir) : null;
       try {
         if (!mirror) return await opts.summary(runDir, outcomes);
         // The summary reads each category's report: fetch those, write locally, publish.
@@ -64,6 +66,7 @@ export function createActivities(steps: StepRegistry, opts: CreateActivitiesOpti
         throw toActivityFailure(err);
       } finally {
         await mirror?.close();
+        await release?.();
       }
     },
   };
@@ -78,6 +81,9 @@ function stepActivity(
     // A run in a store (claim check): the step works in this host's mirror of the run folder.
     const mirror = isRemoteRunDir(given.runDir) ? RunMirror.open(given.runDir) : null;
     let ctx = mirror ? mirror.localize(given) : given;
+    // Mirrors this activity works in; never pruned while held (lib/store/work-dir).
+    const held: (() => Promise<void>)[] = [];
+    if (mirror) held.push(await holdMirror(mirror.localRunDir));
     const context = Context.current();
     const { info } = context;
     const log = await AttemptLog.open(ctx.stepDir, info.attempt, {
@@ -102,7 +108,9 @@ function stepActivity(
       }
       // A dataset in a bucket: preprocess (its only reader) works on this host's synced copy.
       if (activity === 'preprocess' && isRemoteStoreUrl(ctx.dataRoot)) {
-        const synced = await syncDatasetCategory(ctx.dataRoot, ctx.category);
+        const synced = await syncDatasetCategory(ctx.dataRoot, ctx.category, {
+          onMirror: async (dir) => void held.push(await holdMirror(dir)),
+        });
         await log.write('info', 'synced the dataset from the store', { ...synced, url: ctx.dataRoot });
         ctx = { ...ctx, dataRoot: synced.root };
       }
@@ -203,6 +211,16 @@ function stepActivity(
       await log.close();
       // Lets pending checkpoint uploads finish, so a retry elsewhere finds them.
       await mirror?.close();
+      for (const release of held) await release();
+      if (held.length > 0) {
+        // Everything in the work dir is a copy of the bucket: keep it under its bound.
+        const pruned = await pruneWorkDir(defaultWorkDir()).catch((err: unknown) => {
+          context.log.warn('could not prune the work dir', { error: describeError(err) });
+          return null;
+        });
+        if (pruned?.removed.length)
+          context.log.info('pruned the work dir', { removed: pruned.removed, bytes: pruned.bytes });
+      }
     }
   };
   // A named function shows up readably in stack traces and worker logs.

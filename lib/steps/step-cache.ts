@@ -64,9 +64,11 @@ export async function stepCodeVersion(): Promise<string> {
   return codeVersion;
 }
 
+/** Every file below `dir`, hidden ones (`.DS_Store`, a mirror's `.last-used`) left out. */
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...(await filesUnder(p)));
     else if (e.isFile()) out.push(p);
@@ -74,7 +76,7 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** sha256 over every file of `<dataRoot>/<category>` (relative path and content), in path order. */
+/** sha256 over every (not hidden) file of `<dataRoot>/<category>` (relative path and content), in path order. */
 export async function datasetContentHash(dataRoot: string, category: string): Promise<string> {
   const root = join(dataRoot, category);
   const h = createHash('sha256');

@@ -6,7 +6,7 @@
  * or modification time, local files the bucket no longer has are removed, and every download is
  * verified against the sha256 stored with the object when its writer recorded one.
  */
-import { readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { CATEGORY_NAME_RE } from '../config/load';
 import { TEMP_PREFIX } from './keys';
@@ -64,7 +64,7 @@ async function localFiles(dir: string): Promise<string[]> {
 export async function syncDatasetCategory(
   url: string,
   category: string,
-  opts: { workDir?: string } = {},
+  opts: { workDir?: string; onMirror?: (categoryDir: string) => Promise<void> } = {},
 ): Promise<DatasetSync> {
   const { bucket, prefix } = parseS3Url(url);
   const root = join(
@@ -73,6 +73,9 @@ export async function syncDatasetCategory(
     bucket,
     ...prefix.split('/').filter(Boolean),
   );
+  // Before any download: the caller marks the folder as in use (lib/store/work-dir).
+  await mkdir(join(root, category), { recursive: true });
+  await opts.onMirror?.(join(root, category));
   const store = openStore(url);
   try {
     const objects = (await store.list(`${category}/`)).filter((o) => {
@@ -92,7 +95,10 @@ export async function syncDatasetCategory(
     const wanted = new Set(objects.map((o) => o.key));
     let removed = 0;
     for (const file of await localFiles(join(root, category))) {
-      if (!wanted.has(relative(root, file).split(sep).join('/'))) {
+      const rel = relative(root, file).split(sep).join('/');
+      // The mirror's own markers (lib/store/work-dir) are not dataset files.
+      if (rel.split('/').some((seg) => seg.startsWith('.'))) continue;
+      if (!wanted.has(rel)) {
         await rm(file, { force: true });
         removed++;
       }
