@@ -147,7 +147,7 @@ describe('wasm conv gradient kernels', () => {
     const grads = async () => {
       const model = buildUNetLite({ imageSize: 16, widths: [4, 8], seed: 5 });
       const loss = await createLoss(
-        { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null },
+        { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null, perceptual_backbone: 'none' },
         16,
       );
       const x = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 11) as tf.Tensor4D;

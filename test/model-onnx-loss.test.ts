@@ -125,7 +125,7 @@ describe('ONNX loss graph', () => {
   });
 
   it('the weighted total and its gradient equal createLoss(...).compute under tf.grad', async () => {
-    const cfg: LossConfig = { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null };
+    const cfg: LossConfig = { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null, perceptual_backbone: 'none' };
     const loss = await createLoss(cfg, 32);
     const { x, preds } = cases(2, 32, 11);
     for (const [name, p] of Object.entries(preds)) {
@@ -190,7 +190,7 @@ describe('ONNX training engine and the loss', () => {
       .apply(input) as tf.SymbolicTensor;
     await saveModel(tf.model({ inputs: input, outputs: feat }), dir);
     const withModel = { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0.1, perceptual_model: dir };
-    const plain = { ...withModel, perceptual_model: null };
+    const plain = { ...withModel, perceptual_model: null, perceptual_backbone: 'none' };
     const images = Float32Array.from(tinySplit(2, 32, 4).images, (v) => v / 255);
 
     for (const lossCfg of [plain, withModel]) {

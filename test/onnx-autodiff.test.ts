@@ -253,6 +253,72 @@ describe('onnx autodiff: finite differences', () => {
     expect(err).toBeLessThan(2e-2);
   });
 
+  it('SAME_UPPER convs (stride 2, odd and even sizes, depthwise), as in the pretrained backbone', async () => {
+    const g = new GraphBuilder();
+    const same = (k: number, stride: number, group = 1) => [
+      ints('kernel_shape', [k, k]),
+      ints('strides', [stride, stride]),
+      int('group', group),
+      str('auto_pad', 'SAME_UPPER'),
+    ];
+    const a = g.op('Sigmoid', [g.op('Conv', ['x', 'w1', 'b1'], same(3, 2))]); // 9x8 -> 5x4
+    const wd = 'const/depthwise';
+    g.initializers.push(floatTensor(wd, [4, 1, 3, 3], randn(36, new Rng(4), 0.5)));
+    const b = g.op('Sigmoid', [g.op('Conv', [a, wd], same(3, 2, 4))]); // 5x4 -> 3x2, depthwise
+    const c = g.op('Conv', [b, 'w2'], same(5, 1)); // 3x2 -> 3x2, 5x5
+    g.op('Mul', [c, g.op('Sigmoid', [c])], [], OUT);
+    const err = await gradCheck(
+      { g, inputs: { x: [2, 2, 9, 8], w1: [4, 2, 3, 3], b1: [4], w2: [3, 4, 5, 5] } },
+      11,
+    );
+    expect(err).toBeLessThan(2e-2);
+  });
+
+  it('Clip (ReLU6) has the gradient of its ReLU form relu(x - lo) - relu(x - hi) + lo', async () => {
+    // Finite differences are unreliable at Clip's kinks; its ReLU form has the same gradient off them.
+    const grad = async (form: 'clip' | 'relu') => {
+      const g = new GraphBuilder();
+      const lo = g.floats([0]);
+      const hi = g.floats([6]);
+      const clipped =
+        form === 'clip'
+          ? g.op('Clip', ['x', 'const/lo', 'const/hi'])
+          : g.op('Add', [
+              g.op('Sub', [g.op('Relu', [g.op('Sub', ['x', lo])]), g.op('Relu', [g.op('Sub', ['x', hi])])]),
+              lo,
+            ]);
+      g.initializers.push(
+        floatTensor('const/lo', [], Float32Array.of(0)),
+        floatTensor('const/hi', [], Float32Array.of(6)),
+      );
+      g.op('Mul', [clipped, clipped], [], OUT);
+      const fwd = g.nodes.splice(0, g.nodes.length);
+      const { grads } = differentiate(g, {
+        nodes: fwd,
+        initializers: g.initializers,
+        inputShapes: { x: [64] },
+        seeds: { [OUT]: SEED },
+        wrt: ['x'],
+      });
+      const d = grads.get('x') as string;
+      const nodes = extractGraph(
+        [...fwd, ...g.nodes],
+        [d],
+        new Set(['x', SEED, ...g.initializers.map((t) => t.name)]),
+      );
+      const s = await session(g, nodes, { x: [64], [SEED]: [64] }, [d]);
+      const x = Float32Array.from({ length: 64 }, (_, i) => -3 + (12 * i) / 63 + 0.01); // -3..9, off the kinks
+      const out = await s.run({
+        x: new ort.Tensor('float32', x, [64]),
+        [SEED]: new ort.Tensor('float32', new Float32Array(64).fill(1), [64]),
+      });
+      return Array.from(out[d].data as Float32Array);
+    };
+    const clip = await grad('clip');
+    expect(clip).toEqual(await grad('relu'));
+    expect(clip.filter((v) => v === 0).length).toBeGreaterThan(20); // both sides clipped
+  });
+
   it('reductions, division, Sqrt, Abs, Neg, Reciprocal, Exp, Log, Pow, Where, Transpose, Reshape, Unsqueeze, Sum', async () => {
     const g = new GraphBuilder();
     const t = g.transpose('x', [0, 2, 3, 1]); // [2,5,5,3]

@@ -51,6 +51,12 @@ export const lossSchema = z
     edge: z.number().min(0).default(0.2),
     /** Folder of a frozen tfjs feature extractor (model.json); none: documented fallback. */
     perceptual_model: z.string().nullable().default(null),
+    /**
+     * Without a perceptual_model: the pretrained backbone's early features (lib/models/autoencoder/
+     * perceptual-graph) on the ONNX Runtime engine. `auto`: when the backbone is installed
+     * (requirements-backbone.txt), else the term is off and the run metadata says why; `none`: off.
+     */
+    perceptual_backbone: z.enum(['auto', 'efficientnet-lite0', 'none']).default('none'),
   })
   .strict();
 

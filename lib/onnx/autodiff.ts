@@ -11,7 +11,7 @@
  * does all of it and encodes the model (lib/models/autoencoder/autodiff-unet: the U-Net-lite's backward graph).
  *
  * VJPs (NCHW, opset 17):
- *   Conv (group 1 or grouped, any stride, explicit pads, dilation 1):
+ *   Conv (group 1 or grouped, any stride, explicit or SAME_* pads, dilation 1):
  *     dB = ReduceSum(dy, [0,2,3]);
  *     dX = Conv(dy, flipped in/out-transposed W) at stride 1 and group 1 (a GEMM with K = co*k*k),
  *          else ConvTranspose(dy, W) with the forward's strides, pads, group and the output_padding
@@ -22,7 +22,7 @@
  *          transposed to ONNX [co,ci,kh,kw] (a Transpose of a Transpose is folded, so a tfjs-layout
  *          kernel fed through Transpose gets its gradient without any copy).
  *   Resize (nearest, asymmetric, floor, integer scales): sum over each s x s block (AveragePool * s²).
- *   Concat: Split.  Relu: dy * Sign(y).  Sigmoid: dy * y (1 - y).  Sqrt: dy / (2y).  Abs: dy Sign(x).
+ *   Concat: Split.  Relu: dy * Sign(y).  Clip: dy where min < x < max.  Sigmoid: dy * y (1 - y).  Sqrt: dy / (2y).  Abs: dy Sign(x).
  *   Exp: dy y.  Log: dy / x.  Neg, Reciprocal, Identity, Transpose, Reshape / Unsqueeze / Squeeze.
  *   Add, Sub, Mul, Div, Pow, Sum, Where: with numpy broadcasting (gradients summed over broadcast axes).
  *   ReduceSum, ReduceMean: Expand back to the input shape (/ count for the mean).
@@ -148,6 +148,7 @@ function inferShapes(
       case 'Cast':
       case 'Exp':
       case 'Log':
+      case 'Clip':
         out = x;
         break;
       case 'Add':
@@ -173,7 +174,9 @@ function inferShapes(
         const k = attrInts(n, 'kernel_shape') ?? (w.slice(2) as number[]);
         const st = attrInts(n, 'strides') ?? [1, 1];
         const p = attrInts(n, 'pads') ?? [0, 0, 0, 0];
-        const sp = [0, 1].map((i) => Math.floor((Number(x[2 + i]) + p[i] + p[i + 2] - k[i]) / st[i]) + 1);
+        const sp = autoPad(n).startsWith('SAME')
+          ? [0, 1].map((i) => Math.ceil(Number(x[2 + i]) / st[i]))
+          : [0, 1].map((i) => Math.floor((Number(x[2 + i]) + p[i] + p[i + 2] - k[i]) / st[i]) + 1);
         out = [x[0], w[0], ...sp];
         break;
       }
@@ -374,6 +377,17 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
       case 'Relu':
         add(a, emit('Mul', [dy, emit('Sign', [y])]));
         break;
+      case 'Clip': {
+        // dy where min < x < max (ReLU6 in the pretrained backbone), else 0; min/max are not differentiated.
+        const [, lo, hi] = n.input;
+        let mask = lo ? emit('Greater', [a, lo]) : undefined;
+        if (hi) {
+          const below = emit('Less', [a, hi]);
+          mask = mask ? emit('And', [mask, below]) : below;
+        }
+        add(a, mask ? emit('Mul', [dy, emit('Cast', [mask], [int('to', 1)])]) : dy);
+        break;
+      }
       case 'Sigmoid':
         add(a, emit('Mul', [dy, emit('Mul', [y, emit('Sub', [g.floats([1]), y])])]));
         break;
@@ -516,6 +530,26 @@ export function differentiate(g: GraphBuilder, opts: DifferentiateOptions): Diff
 
 type Emit = (op: string, inputs: string[], attrs?: OnnxNode['attribute']) => string;
 
+const autoPad = (n: OnnxNode) => attrStr(n, 'auto_pad', 'NOTSET');
+
+/**
+ * A Conv's pads as [top, left, bottom, right]: its `pads`, or those SAME_UPPER / SAME_LOWER imply for
+ * the static sizes (total = (out - 1) * stride + k - in; UPPER puts the odd one at the end).
+ */
+function explicitPads(n: OnnxNode, size: number[], out: number[], k: number[], st: number[]): number[] {
+  const mode = autoPad(n);
+  if (!mode.startsWith('SAME')) return attrInts(n, 'pads') ?? [0, 0, 0, 0];
+  const begin: number[] = [];
+  const end: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const total = Math.max(0, (out[i] - 1) * st[i] + k[i] - size[i]);
+    const small = Math.floor(total / 2);
+    begin.push(mode === 'SAME_UPPER' ? small : total - small);
+    end.push(total - begin[i]);
+  }
+  return [...begin, ...end];
+}
+
 function convVjp(
   g: GraphBuilder,
   emit: Emit,
@@ -533,14 +567,13 @@ function convVjp(
   const ys = shapeOf(n.output[0]);
   const [co, cig, kh, kw] = ws;
   const st = attrInts(n, 'strides') ?? [1, 1];
-  const pads = attrInts(n, 'pads') ?? [0, 0, 0, 0];
   const group = attrInt(n, 'group', 1);
   const dil = attrInts(n, 'dilations') ?? [1, 1];
   if (dil.some((d) => d !== 1)) throw new Error('onnx autodiff: Conv with dilation');
-  if (attr(n, 'auto_pad') && attrStr(n, 'auto_pad', 'NOTSET') !== 'NOTSET')
-    throw new Error('onnx autodiff: Conv with auto_pad');
+  if (autoPad(n) === 'VALID') throw new Error('onnx autodiff: Conv with auto_pad VALID');
   const [H, W] = [Number(xs[2]), Number(xs[3])];
   const [Ho, Wo] = [Number(ys[2]), Number(ys[3])];
+  const pads = explicitPads(n, [H, W], [Ho, Wo], [kh, kw], st);
 
   if (bias && needs(bias)) add(bias, emit('ReduceSum', [dy, g.ints64([0, 2, 3])], [int('keepdims', 0)]));
 

@@ -1,8 +1,9 @@
 /**
  * The ONNX Runtime training engine: forward and backward pass of the U-Net-lite on ONNX Runtime's
  * native CPU kernels (graphs from lib/models/autoencoder/train-graph), the loss and its gradient w.r.t. the
- * reconstruction on ONNX Runtime too (lib/models/autoencoder/loss-graph: mse, ssim, edge), or on tfjs when a
- * perceptual model is configured (it is a tfjs model), clipping and Adam/AdamW in JS (lib/train/adam).
+ * reconstruction on ONNX Runtime too (lib/models/autoencoder/loss-graph: mse, ssim, edge; the backbone
+ * perceptual term: perceptual-graph), or on tfjs when a tfjs perceptual model is configured, clipping
+ * and Adam/AdamW in JS (lib/train/adam).
  *
  * Weights and Adam moments live here, in Float32Arrays, between `syncToModel` calls: the trainer
  * syncs before validation, checkpoints and image logging, so the tfjs model and optimizer stay the
@@ -25,6 +26,11 @@ import {
   onnxLossTerms,
 } from '../models/autoencoder/loss-graph';
 import type { LossFunction, LossTerm } from '../models/autoencoder/losses';
+import {
+  buildPerceptualGraph,
+  PERCEPTUAL_GRAD,
+  PERCEPTUAL_VALUE,
+} from '../models/autoencoder/perceptual-graph';
 import {
   activationName,
   biasName,
@@ -77,6 +83,8 @@ interface Param extends AdamSlot {
 interface LossGraph {
   session: Ort.InferenceSession;
   terms: OnnxLossTerm[];
+  /** The backbone perceptual term's own session (perceptual-graph), and its weight. */
+  perceptual: { session: Ort.InferenceSession; weight: number } | null;
 }
 
 /** The loss of one step: its value, unweighted terms, and dLoss/dReconstruction (NHWC). */
@@ -139,14 +147,25 @@ export class OnnxTrainEngine implements TrainEngine {
       buildBackward(cfg.image_size, cfg.model.widths),
       sessionOptions,
     );
-    // Without a perceptual model every term has an ONNX graph: the loss never touches tfjs.
+    // Without a tfjs perceptual model every term has an ONNX graph: the loss never touches tfjs.
     let lossGraph: LossGraph | null = null;
-    if (loss.weights.perceptual === 0) {
+    const onnxPerceptual = loss.weights.perceptual > 0 ? loss.perceptual.onnx : null;
+    if (loss.weights.perceptual === 0 || onnxPerceptual) {
+      const pixelWeights = { ...loss.weights, perceptual: 0 };
       const session = await ort.InferenceSession.create(
-        buildLossGraph(cfg.image_size, loss.weights),
+        buildLossGraph(cfg.image_size, pixelWeights),
         sessionOptions,
       );
-      lossGraph = { session, terms: onnxLossTerms(loss.weights) };
+      const perceptual = onnxPerceptual
+        ? {
+            session: await ort.InferenceSession.create(
+              buildPerceptualGraph(cfg.image_size, onnxPerceptual.weights, onnxPerceptual.stages),
+              sessionOptions,
+            ),
+            weight: loss.weights.perceptual,
+          }
+        : null;
+      lossGraph = { session, terms: onnxLossTerms(pixelWeights), perceptual };
     }
     const params: Param[] = [];
     for (const l of layers) {
@@ -186,8 +205,14 @@ export class OnnxTrainEngine implements TrainEngine {
   }
 
   get description(): string {
+    const terms = this.lossGraph
+      ? [
+          ...this.lossGraph.terms,
+          ...(this.lossGraph.perceptual ? ['perceptual (EfficientNet-Lite0 features)'] : []),
+        ]
+      : [];
     const where = this.lossGraph
-      ? `the loss (${this.lossGraph.terms.join(', ') || 'none'}) and its gradient`
+      ? `the loss (${terms.join(', ') || 'none'}) and its gradient`
       : 'the loss and its gradient on tfjs (perceptual model)';
     const ep = this.executionProvider;
     const on = [
@@ -277,6 +302,18 @@ export class OnnxTrainEngine implements TrainEngine {
     for (const t of graph.terms) terms[t] = scalar(lossTermName(t));
     const result = { loss: scalar(LOSS_TOTAL), terms, grad: out[LOSS_GRAD] };
     for (const [name, t] of Object.entries(out)) if (name !== LOSS_GRAD) t.dispose();
+    if (graph.perceptual) {
+      // The backbone term: its value and gradient added, weighted, to the pixel terms'.
+      const { session, weight } = graph.perceptual;
+      const p = await session.run({ [LOSS_TARGET]: target, [LOSS_PRED]: pred });
+      const value = (p[PERCEPTUAL_VALUE].data as Float32Array)[0];
+      terms.perceptual = value;
+      result.loss += weight * value;
+      const g = result.grad.data as Float32Array;
+      const pg = p[PERCEPTUAL_GRAD].data as Float32Array;
+      for (let i = 0; i < g.length; i++) g[i] += weight * pg[i];
+      for (const t of Object.values(p)) t.dispose();
+    }
     return result;
   }
 

@@ -14,7 +14,7 @@ import type { SyntheticDefectsConfig, TrainingConfig } from '../config/schema';
 import { applySyntheticDefects } from '../data/anomaly-generator';
 import { augmentBatch, toFloatBatch } from '../data/augment';
 import type { CachedSplit } from '../data/tensor-cache';
-import type { LossFunction, LossTerm } from '../models/autoencoder/losses';
+import type { LossTerm } from '../models/autoencoder/losses';
 import { createLoss } from '../models/autoencoder/losses';
 import { buildUNetLite } from '../models/autoencoder/unet';
 import type { RunTracker } from '../monitor/tracker';
@@ -83,7 +83,7 @@ export interface TrainResult {
   resumedFrom: string | null;
   bestCheckpoint: string | null;
   lastCheckpoint: string | null;
-  perceptual: LossFunction['perceptual'];
+  perceptual: { enabled: boolean; statement: string };
   lossWeights: Record<LossTerm, number>;
   trainSeconds: number;
   meanImagesPerSec: number | null;
@@ -216,6 +216,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     backend: tf.getBackend(),
   });
   log.info(`training engine ${engine.description} (${engineReason})`);
+  if (engine.name !== 'onnx' && loss.perceptual.onnx) {
+    loss.disableOnnxPerceptual(
+      `the backbone perceptual term (loss.perceptual_backbone) runs on the ONNX Runtime training engine only, and this run trains on ${engine.name}`,
+    );
+    log.warn(`perceptual loss ${loss.perceptual.statement}`);
+  }
 
   let lastCheckpoint: string | null = resumeDir;
   let bestCheckpoint: string | null =
@@ -399,7 +405,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     resumedFrom: resumeDir,
     bestCheckpoint,
     lastCheckpoint,
-    perceptual: loss.perceptual,
+    perceptual: { enabled: loss.perceptual.enabled, statement: loss.perceptual.statement },
     lossWeights: loss.weights,
     trainSeconds: (performance.now() - started) / 1000,
     meanImagesPerSec: computeSeconds > 0 ? imagesSeen / computeSeconds : null,

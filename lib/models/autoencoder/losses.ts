@@ -4,17 +4,20 @@
  * gradients) and each unweighted term (for logging). Terms with weight 0 are not computed at all.
  *
  * Perceptual loss: feature-space L2 through a frozen tfjs model that the user points to with
- * `loss.perceptual_model`. Without one, the term is DISABLED (weight forced to 0) and a statement
- * saying so goes into the run metadata: features of an untrained network carry no perceptual meaning,
- * and the edge and SSIM terms already cover structure.
+ * `loss.perceptual_model`, or through the pretrained backbone's early layers (`loss.perceptual_backbone`,
+ * an ONNX graph the ONNX Runtime engine runs: perceptual-graph.ts). Without either, the term is
+ * DISABLED (weight forced to 0) and a statement saying so goes into the run metadata: features of an
+ * untrained network carry no perceptual meaning, and the edge and SSIM terms already cover structure.
  *
  * Call `compute` inside tf.tidy / tf.variableGrads: intermediates are left to the enclosing scope.
  */
 import * as tf from '@tensorflow/tfjs';
+import { type BackboneWeights, loadBackbone } from '../../backbone';
 import type { LossConfig } from '../../config/schema';
 import { loadModel } from '../../model/io';
 import { ssim } from '../../model/ssim';
 import { UserError } from '../../util/errors';
+import { PERCEPTUAL_STAGES } from './perceptual-graph';
 
 export type LossTerm = 'mse' | 'ssim' | 'edge' | 'perceptual';
 export const LOSS_TERMS: readonly LossTerm[] = ['mse', 'ssim', 'edge', 'perceptual'];
@@ -139,24 +142,59 @@ export function recomputedTerm(
 const ssimTerm = recomputedTerm(ssimLoss);
 const edgeTerm = recomputedTerm(edgeLoss);
 
+/** The pretrained backbone behind the ONNX perceptual term (lib/models/autoencoder/perceptual-graph). */
+export interface OnnxPerceptual {
+  weights: BackboneWeights;
+  stages: number[];
+}
+
 /** The loss as configured for one run, plus the statement recorded in its metadata. */
 export interface LossFunction {
   weights: Record<LossTerm, number>;
-  perceptual: { enabled: boolean; statement: string };
+  /** `onnx`: the term runs on the ONNX Runtime engine's own graph, not in `compute` (tfjs). */
+  perceptual: { enabled: boolean; statement: string; onnx: OnnxPerceptual | null };
   compute(target: tf.Tensor4D, pred: tf.Tensor4D): LossOutput;
+  /** An engine that cannot run the ONNX perceptual term turns it off, saying why (metadata). */
+  disableOnnxPerceptual(reason: string): void;
   dispose(): void;
+}
+
+/** The backbone for `loss.perceptual_backbone`, or null with the reason the term is off. */
+async function perceptualBackbone(
+  cfg: LossConfig,
+): Promise<{ onnx: OnnxPerceptual; statement: string } | { onnx: null; statement: string }> {
+  if (cfg.perceptual_backbone === 'none')
+    return {
+      onnx: null,
+      statement:
+        'disabled: loss.perceptual > 0 but neither loss.perceptual_model nor loss.perceptual_backbone is set; the term was given weight 0 ' +
+        '(random or untrained features are not perceptual)',
+    };
+  try {
+    const weights = await loadBackbone({ variant: 'lite0', log: () => {} });
+    const strides = PERCEPTUAL_STAGES.map((st) => weights.stages[st].stride).join(', ');
+    return {
+      onnx: { weights, stages: PERCEPTUAL_STAGES },
+      statement: `feature-space L2 (relative to the target's feature energy) of frozen EfficientNet-Lite0 features at strides ${strides}, on ONNX Runtime`,
+    };
+  } catch (err) {
+    if (cfg.perceptual_backbone !== 'auto' || !(err instanceof UserError)) throw err;
+    return {
+      onnx: null,
+      statement: `disabled: loss.perceptual_backbone auto, but the backbone is not available (${err.message.split('\n')[0]})`,
+    };
+  }
 }
 
 export async function createLoss(cfg: LossConfig, imageSize: number): Promise<LossFunction> {
   let extractor: FeatureExtractor | null = null;
+  let onnx: OnnxPerceptual | null = null;
   let statement: string;
   if (cfg.perceptual > 0 && cfg.perceptual_model) {
     extractor = await loadFeatureExtractor(cfg.perceptual_model, imageSize);
     statement = `feature-space L2 through the frozen model ${cfg.perceptual_model}`;
   } else if (cfg.perceptual > 0) {
-    statement =
-      'disabled: loss.perceptual > 0 but no loss.perceptual_model configured; the term was given weight 0 ' +
-      '(random or untrained features are not perceptual)';
+    ({ onnx, statement } = await perceptualBackbone(cfg));
   } else {
     statement = 'disabled: loss.perceptual = 0';
   }
@@ -164,13 +202,21 @@ export async function createLoss(cfg: LossConfig, imageSize: number): Promise<Lo
     mse: cfg.mse,
     ssim: cfg.ssim,
     edge: cfg.edge,
-    perceptual: extractor ? cfg.perceptual : 0,
+    perceptual: extractor || onnx ? cfg.perceptual : 0,
   };
+  const perceptual = { enabled: extractor !== null || onnx !== null, statement, onnx };
   const ex = extractor;
   const perceptualTerm = recomputedTerm((t, p) => perceptualLoss(ex as FeatureExtractor, t, p));
   return {
     weights,
-    perceptual: { enabled: extractor !== null, statement },
+    perceptual,
+    disableOnnxPerceptual(reason) {
+      if (!perceptual.onnx) return;
+      perceptual.onnx = null;
+      perceptual.enabled = false;
+      perceptual.statement = `disabled: ${reason}`;
+      weights.perceptual = 0;
+    },
     compute(target, pred) {
       const terms: Partial<Record<LossTerm, tf.Scalar>> = {};
       if (weights.mse > 0) terms.mse = mseLoss(target, pred);
