@@ -29,7 +29,10 @@ describe('losses', () => {
     expect(val(mseLoss(x, x))).toBe(0);
     expect(Math.abs(val(ssimLoss(x, x)))).toBeLessThan(1e-5);
     expect(val(edgeLoss(x, x))).toBe(0);
-    const loss = await createLoss({ mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null, perceptual_backbone: 'none' }, S);
+    const loss = await createLoss(
+      { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null, perceptual_backbone: 'none' },
+      S,
+    );
     const out = loss.compute(x, x);
     expect(Math.abs(val(out.total))).toBeLessThan(1e-5);
     expect(Object.keys(out.terms).sort()).toEqual(['edge', 'mse', 'ssim']);
@@ -62,7 +65,10 @@ describe('losses', () => {
   });
 
   it('perceptual: disabled with a statement when no model is configured', async () => {
-    const loss = await createLoss({ mse: 1, ssim: 0, edge: 0, perceptual: 0.1, perceptual_model: null, perceptual_backbone: 'none' }, S);
+    const loss = await createLoss(
+      { mse: 1, ssim: 0, edge: 0, perceptual: 0.1, perceptual_model: null, perceptual_backbone: 'none' },
+      S,
+    );
     expect(loss.weights.perceptual).toBe(0);
     expect(loss.perceptual.enabled).toBe(false);
     expect(loss.perceptual.statement).toMatch(/neither loss.perceptual_model nor loss.perceptual_backbone/);
@@ -78,7 +84,10 @@ describe('losses', () => {
       .conv2d({ filters: 4, kernelSize: 3, padding: 'same', kernelInitializer: 'ones', useBias: false })
       .apply(input) as tf.SymbolicTensor;
     await saveModel(tf.model({ inputs: input, outputs: feat }), dir);
-    const loss = await createLoss({ mse: 0, ssim: 0, edge: 0, perceptual: 1, perceptual_model: dir, perceptual_backbone: 'none' }, S);
+    const loss = await createLoss(
+      { mse: 0, ssim: 0, edge: 0, perceptual: 1, perceptual_model: dir, perceptual_backbone: 'none' },
+      S,
+    );
     expect(loss.perceptual.enabled).toBe(true);
     expect(val(loss.compute(constant(0.5), constant(0.5)).total)).toBe(0);
     // Interior: each feature is the 3x3x3 sum of the input, so a 0.1 shift moves it by 2.7.

@@ -125,7 +125,14 @@ describe('ONNX loss graph', () => {
   });
 
   it('the weighted total and its gradient equal createLoss(...).compute under tf.grad', async () => {
-    const cfg: LossConfig = { mse: 1, ssim: 0.5, edge: 0.2, perceptual: 0, perceptual_model: null, perceptual_backbone: 'none' };
+    const cfg: LossConfig = {
+      mse: 1,
+      ssim: 0.5,
+      edge: 0.2,
+      perceptual: 0,
+      perceptual_model: null,
+      perceptual_backbone: 'none',
+    };
     const loss = await createLoss(cfg, 32);
     const { x, preds } = cases(2, 32, 11);
     for (const [name, p] of Object.entries(preds)) {

@@ -17,7 +17,6 @@ import type { LossConfig } from '../../config/schema';
 import { loadModel } from '../../model/io';
 import { ssim } from '../../model/ssim';
 import { UserError } from '../../util/errors';
-import { PERCEPTUAL_STAGES } from './perceptual-graph';
 
 export type LossTerm = 'mse' | 'ssim' | 'edge' | 'perceptual';
 export const LOSS_TERMS: readonly LossTerm[] = ['mse', 'ssim', 'edge', 'perceptual'];
@@ -141,6 +140,9 @@ export function recomputedTerm(
 
 const ssimTerm = recomputedTerm(ssimLoss);
 const edgeTerm = recomputedTerm(edgeLoss);
+
+/** Backbone stages of the ONNX perceptual term: 0 (stride 2) and 1 (stride 4). */
+export const PERCEPTUAL_STAGES = [0, 1];
 
 /** The pretrained backbone behind the ONNX perceptual term (lib/models/autoencoder/perceptual-graph). */
 export interface OnnxPerceptual {

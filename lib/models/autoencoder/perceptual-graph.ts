@@ -18,11 +18,10 @@ import { differentiate, extractGraph, renameTensor, usedInitializers } from '../
 import { GraphBuilder } from '../../onnx/graph';
 import { encodeModel, floatTensor, int, valueInfo } from '../../onnx/proto';
 import { LOSS_PRED, LOSS_TARGET } from './loss-graph';
+import { PERCEPTUAL_STAGES } from './losses';
 
 export const PERCEPTUAL_VALUE = 'perceptual';
 export const PERCEPTUAL_GRAD = 'perceptual_grad';
-/** Backbone stages of the term: 0 (stride 2) and 1 (stride 4). */
-export const PERCEPTUAL_STAGES = [0, 1];
 
 function scalar(g: GraphBuilder, name: string, v: number): string {
   g.initializers.push(floatTensor(name, [], Float32Array.of(v)));
