@@ -4,7 +4,8 @@
  * working directory with its own cache and run mirror, against a real SeaweedFS S3 server.
  * The worker that trains is killed (-9, the whole process group: the host is gone) after its first
  * checkpoint reaches the bucket; the other worker's training resumes from that checkpoint, fetched
- * from the bucket. Then the packages are served from the bucket.
+ * from the bucket. Then the packages are served from the bucket; a nightly-style pipeline promotes
+ * through a pointer in the bucket, and a running server follows a rollback made there.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
@@ -24,6 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelPackage } from '../lib/package/package';
 import { buildRunPlan } from '../lib/pipeline/build-plan';
 import { mirrorRemoteModels } from '../lib/serve/remote-models';
+import { startServer } from '../lib/serve/start';
 import type { StepResult } from '../lib/steps/contracts';
 import { openStore } from '../lib/store/open';
 import { publishDir } from '../lib/store/publish';
@@ -31,6 +33,7 @@ import type { ArtifactStore } from '../lib/store/types';
 import { startPipelineRun } from '../temporal/runs';
 import { startS3Server, type TestS3Server } from './support/s3-server';
 import { startTestServer, type TestServer } from './support/temporal-server';
+import { useWasm } from './support/tiny-package';
 import { E2E_STEPS_AFTER_TRAIN, tinyE2eDataset } from './support/train-fixtures';
 
 const REPO = join(import.meta.dirname, '..');
@@ -153,8 +156,8 @@ beforeAll(async () => {
   );
   [temporal, s3] = await Promise.all([startTestServer(), startS3Server()]);
   await s3.createBucket('fleet');
-  // The AWS SDK's credential chain reads process.env; the hosts inherit it.
-  Object.assign(process.env, s3.env());
+  // The AWS SDK's credential chain reads process.env; the hosts inherit it (with their own caches).
+  Object.assign(process.env, s3.env(), { ANOMALY_SPOTTER_CACHE_DIR: join(dir, 'test-cache') });
   runs = openStore('s3://fleet/runs');
   // The dataset lives in the bucket too, and nowhere else: the hosts share only Temporal and S3.
   const data = openStore('s3://fleet/datasets/tiny');
@@ -293,8 +296,26 @@ describe('a run in object storage on two workers that share only Temporal and th
     expect(pointer.packageDir).toBe('s3nightly/n2/weave/package/package');
     expect(pointer.previous.packageDir).toBe('s3nightly/n1/weave/package/package');
 
-    // `npm run pipeline -- rollback` on the bucket points the champion back at n1; serving the
-    // bucket follows the pointer, not the newest package.
+    // A server on the bucket serves the champion (n2)...
+    await useWasm();
+    const server = await startServer({
+      models: 's3://fleet/runs',
+      port: 0,
+      engine: 'auto',
+      championPollMs: 100,
+      logger: false,
+    });
+    const servedRun = async () =>
+      (
+        (await server.app.inject({ method: 'GET', url: '/v1/models' })).json().models as {
+          category: string;
+          runId: string;
+        }[]
+      ).find((m) => m.category === 'weave')?.runId;
+    expect(await servedRun()).toBe('n2');
+
+    // ...then `npm run pipeline -- rollback` on the bucket points the champion back at n1; the
+    // running server follows the pointer in the bucket, and a fresh mirror serves n1, not the newest.
     const cli = spawnSync(
       process.execPath,
       [
@@ -316,6 +337,14 @@ describe('a run in object storage on two workers that share only Temporal and th
     );
     const back = JSON.parse((await runs.getBytes('.champions/s3nightly/weave.json')).toString());
     expect(back.packageDir).toBe('s3nightly/n1/weave/package/package');
+    try {
+      const deadline = Date.now() + 30_000;
+      while ((await servedRun()) !== 'n1' && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(await servedRun()).toBe('n1');
+    } finally {
+      await server.app.close();
+    }
     const mirrored = await mirrorRemoteModels('s3://fleet/runs', { cacheDir: join(dir, 'serve-cache') });
     expect(mirrored.packages).toContain('s3nightly/n1/weave/package/package');
     expect(mirrored.packages).not.toContain('s3nightly/n2/weave/package/package');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { type DevicePreference, providerInfoJson } from '../onnx/execution-provider';
 import { loadModelPackage, PACKAGE_FILES } from '../package/package';
+import { isRemoteStoreUrl } from '../store/open';
 import { buildServer, type EngineInfo, type ServeOptions } from './app';
 import { createEngineScorer, type InferenceEngine } from './engine';
 import {
@@ -17,7 +18,7 @@ import {
   servedModel,
 } from './models';
 import type { ModelPredictor, Scorer } from './predictor';
-import { resolveModelsSource } from './remote-models';
+import { mirrorRemoteModels, resolveModelsSource } from './remote-models';
 
 export interface StartOptions extends Omit<ServeOptions, 'models'> {
   /** A package folder or a runs folder (see loadServedModels), or an s3:// URL of either (see remote-models). */
@@ -34,7 +35,8 @@ export interface StartOptions extends Omit<ServeOptions, 'models'> {
   device?: DevicePreference;
   /**
    * Serving a runs folder: how often to look for a new champion (lib/package/champion) and switch to
-   * it without a restart, in ms (default 10000; 0: never).
+   * it without a restart, in ms (default 10000; 0: never). From a bucket, the pointers there are
+   * read again every REMOTE_REFRESH_POLLS polls.
    */
   championPollMs?: number;
 }
@@ -78,6 +80,11 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
   const pollMs = opts.championPollMs ?? 10_000;
   const isRunsFolder = !(await stat(join(source, PACKAGE_FILES.manifest)).catch(() => null));
   if (pollMs > 0 && isRunsFolder) {
+    // Serving a bucket: the local mirror is brought up to date (pointers, new packages) now and then,
+    // and the same polling follows the pointers in it.
+    const refresh = isRemoteStoreUrl(opts.models)
+      ? async () => void (await mirrorRemoteModels(opts.models))
+      : undefined;
     const followers = followChampions(
       source,
       models,
@@ -85,6 +92,7 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       opts,
       (line) => app.log.info(line),
       pollMs,
+      refresh,
     );
     app.addHook('onClose', followers.stop);
   }
@@ -97,6 +105,9 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
     engine: { ...engineInfo, name: engine.engine, fallbackReason: engine.fallbackReason },
   };
 }
+
+/** Serving from a bucket: its champion pointers are read again every this many polls (60 s by default). */
+export const REMOTE_REFRESH_POLLS = 6;
 
 /**
  * Switches a category to its new champion when the promote step (or `pipeline promote|rollback`)
@@ -111,15 +122,23 @@ function followChampions(
   opts: StartOptions,
   log: (line: string) => void,
   pollMs: number,
+  refresh?: () => Promise<void>,
 ): { stop: () => Promise<void> } {
   const engines: { release(): Promise<void> }[] = [];
   const replaced: ServedModel[] = [];
   const failed = new Set<string>();
   let busy = false;
+  let polls = 0;
   const poll = async () => {
     if (busy) return;
     busy = true;
     try {
+      // A remote source is listed again every REMOTE_REFRESH_POLLS polls (a bucket listing is dearer
+      // than reading a local folder); a failed refresh keeps the mirror as it was.
+      if (refresh && polls++ % REMOTE_REFRESH_POLLS === REMOTE_REFRESH_POLLS - 1)
+        await refresh().catch((err: unknown) =>
+          log(`could not refresh the models from the store: ${(err as Error).message}`),
+        );
       for (const [category, dir] of await championPackageDirs(root)) {
         const cur = served.find((m) => m.category === category);
         if (!cur || cur.pkg.dir === dir || failed.has(dir)) continue;
