@@ -102,9 +102,14 @@ export class RunMirror {
     const fetched: string[] = [];
     for (const r of results) {
       const dir = this.localStepDir(r.category, r.step);
-      if (await holdsIntact(this.localRunDir, dir, r)) continue;
-      await fetchDir(this.store, joinKey(r.category, r.step), dir);
-      fetched.push(`${r.category}/${r.step}`);
+      // One fetch per folder at a time in this process: two activities that need the same upstream
+      // step (validate and checkpoint both read train's) would otherwise swap the folder under each other.
+      const got = await oneAtATime(dir, async () => {
+        if (await holdsIntact(this.localRunDir, dir, r)) return false;
+        await fetchDir(this.store, joinKey(r.category, r.step), dir);
+        return true;
+      });
+      if (got) fetched.push(`${r.category}/${r.step}`);
     }
     return { fetched };
   }
@@ -222,6 +227,20 @@ export class RunMirror {
   async close(): Promise<void> {
     await this.uploads;
     await this.store.close();
+  }
+}
+
+const locks = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` after any earlier call for the same key in this process has settled. */
+async function oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const prev = locks.get(key) ?? Promise.resolve();
+  const run = prev.catch(() => {}).then(fn);
+  locks.set(key, run);
+  try {
+    return await run;
+  } finally {
+    if (locks.get(key) === run) locks.delete(key);
   }
 }
 
