@@ -20,9 +20,11 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { createActivities, type StepRegistry } from '../activities';
 import type { SummaryFunction } from '../lib/pipeline/outcome';
 import { TASK_QUEUES } from '../lib/pipeline/plan';
+import { setThreadBudget } from '../lib/train/thread-budget';
 import { describeError, UserError } from '../lib/util/errors';
-import { reportActivitiesToParent } from './activity-reporter';
+import { reportActivitiesToParent, SUPERVISED_ENV } from './activity-reporter';
 import { DEFAULT_NAMESPACE, type TemporalTarget, targetFromEnv } from './connection';
+import { isThreadBudgetMessage } from './thread-budgets';
 import { trainWorkerSlots } from './train-slots';
 import { superviseTrainSlots, supervisorLimitsFromEnv, type TaskFailer } from './worker-supervisor';
 
@@ -186,6 +188,11 @@ async function runSingleWorker(
   const ignoreRepeat = (): void => {};
   process.on('SIGINT', ignoreRepeat);
   process.on('SIGTERM', ignoreRepeat);
+  // A supervised training child: its share of the host's cores, as other trainings start and end.
+  const onBudget = (msg: unknown): void => {
+    if (isThreadBudgetMessage(msg)) setThreadBudget(msg.threads);
+  };
+  if (role === 'train' && process.env[SUPERVISED_ENV] === '1') process.on('message', onBudget);
   try {
     const worker = await createRoleWorker(connection, target.namespace, registry, { role, cpuSlots });
     onCreated?.(worker);
@@ -194,6 +201,7 @@ async function runSingleWorker(
   } finally {
     process.off('SIGINT', ignoreRepeat);
     process.off('SIGTERM', ignoreRepeat);
+    process.off('message', onBudget);
     await connection.close();
   }
 }

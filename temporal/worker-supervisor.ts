@@ -9,10 +9,14 @@
  *  - restarted after a backoff (1 s, doubling, at most 30 s; reset once a child has run for a
  *    minute), at most `maxRestarts` times within `restartWindowMs`; beyond that the slot gives up
  *    and the supervisor stops (a crash loop needs a person: see the worker log).
+ * It also splits the host's cores between the trainings running at the moment (temporal/thread-budgets):
+ * when a training ends and fewer remain, the others are told to use its threads too.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { ApplicationFailure } from '@temporalio/common';
 import { isActivityMessage, SUPERVISED_ENV } from './activity-reporter';
+import { ThreadBudgets } from './thread-budgets';
 
 export interface TrainSlot {
   label: string;
@@ -39,6 +43,8 @@ export interface SupervisorOptions {
   maxBackoffMs?: number;
   /** A child that ran this long resets the backoff (default 60 s). */
   healthyAfterMs?: number;
+  /** Cores the trainings share (default: this host's); each running one is told its share. */
+  cores?: number;
 }
 
 export interface Supervisor {
@@ -66,6 +72,17 @@ export function superviseTrainSlots(opts: SupervisorOptions): Supervisor {
   const running = new Set<ChildProcess>();
   const timers = new Set<NodeJS.Timeout>();
   const log = opts.log;
+  // Idle slots' cores go to the trainings still running (lib/train/thread-budget).
+  const budgets = new ThreadBudgets<ChildProcess>(opts.cores ?? availableParallelism());
+  const tellBudgets = (): void => {
+    for (const { child, message } of budgets.changes()) {
+      try {
+        if (child.connected) child.send(message);
+      } catch {
+        // The child is going away; its exit updates the budgets.
+      }
+    }
+  };
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -128,10 +145,19 @@ export function superviseTrainSlots(opts: SupervisorOptions): Supervisor {
               `activity ${msg.activityType} ${msg.activityId} (attempt ${msg.attempt}) of ${msg.workflowId ?? '?'}`,
             );
           else tokens.delete(msg.taskToken);
+          budgets.update(
+            child,
+            msg.taskToken,
+            msg.kind === 'activity-started' ? msg.activityType : null,
+            msg.kind === 'activity-started',
+          );
+          tellBudgets();
         });
         child.once('error', (err) => log(`training worker ${slot.label}: ${err.message}`));
         child.once('exit', (code, signal) => {
           running.delete(child);
+          budgets.remove(child);
+          tellBudgets();
           if (stopping) return resolve();
           const how = signal ?? `exit code ${code}`;
           void failTasks(slot, child.pid, tokens, how);

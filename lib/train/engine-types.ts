@@ -44,5 +44,7 @@ export interface TrainEngine {
   syncToModel(): Promise<void>;
   /** Takes weights and optimizer state from the tfjs model and optimizer (after a resume). */
   syncFromModel(): Promise<void>;
+  /** Changes the compute threads between steps (engines with a thread count; lib/train/thread-budget). */
+  setThreads?(threads: number): Promise<void>;
   release(): Promise<void>;
 }

@@ -92,6 +92,14 @@ interface LossResult extends StepOutput {
   grad: Ort.Tensor;
 }
 
+/** The sessions of one training step (rebuilt by setThreads). */
+interface EngineSessions {
+  forward: Ort.InferenceSession;
+  backward: Ort.InferenceSession;
+  /** null when the loss needs tfjs (a perceptual model). */
+  lossGraph: LossGraph | null;
+}
+
 /** Batch x image pixels up to which training sessions keep ONNX Runtime's memory arena (16 x 128²). */
 export const ARENA_MAX_PIXELS_PER_STEP = 16 * 128 * 128;
 
@@ -102,47 +110,55 @@ export class OnnxTrainEngine implements TrainEngine {
 
   private constructor(
     private readonly ort: typeof Ort,
-    private readonly forward: Ort.InferenceSession,
-    private readonly backward: Ort.InferenceSession,
-    /** null when the loss needs tfjs (a perceptual model). */
-    private readonly lossGraph: LossGraph | null,
+    private sessions: EngineSessions,
     private readonly layers: ConvLayerSpec[],
     private readonly params: Param[],
     private readonly model: tf.LayersModel,
     private readonly optimizer: tf.Optimizer,
     private readonly loss: LossFunction,
     private readonly cfg: TrainingConfig,
-    readonly threads: number,
+    private currentThreads: number,
     readonly executionProvider: ExecutionProviderChoice,
+    private readonly backwardKind: BackwardGraphKind,
   ) {}
 
-  static async create(
-    model: tf.LayersModel,
-    optimizer: tf.Optimizer,
-    loss: LossFunction,
+  /** Intra-op threads of every session (setThreads changes it between steps). */
+  get threads(): number {
+    return this.currentThreads;
+  }
+
+  private get forward(): Ort.InferenceSession {
+    return this.sessions.forward;
+  }
+
+  private get backward(): Ort.InferenceSession {
+    return this.sessions.backward;
+  }
+
+  private get lossGraph(): LossGraph | null {
+    return this.sessions.lossGraph;
+  }
+
+  /** Every session of a step, built for `threads` intra-op threads. */
+  private static async buildSessions(
+    ort: typeof Ort,
     cfg: TrainingConfig,
-    opts: OnnxTrainEngineOptions,
-  ): Promise<OnnxTrainEngine> {
-    const ort = await import('onnxruntime-node');
-    const layers = unetConvLayers(cfg.image_size, cfg.model.widths);
+    loss: LossFunction,
+    threads: number,
+    executionProvider: ExecutionProviderChoice,
+    backwardKind: BackwardGraphKind,
+  ): Promise<EngineSessions> {
     // ONNX Runtime's memory arena keeps each session's peak buffers for the next step. Measured at
     // 128 px, 2 threads (mse): batch 8 arena on 675 ms/step, 731 MB peak RSS vs off 882 ms, 577 MB;
     // batch 32 on 2785 ms, 1949 MB vs off 3174 ms, 1244 MB. So: on for small steps, where it buys
     // 10-25 % for ~150-400 MB; off for large ones, which must stay well under 2 GB.
     const arena = cfg.batch_size * cfg.image_size ** 2 <= ARENA_MAX_PIXELS_PER_STEP;
-    const executionProvider: ExecutionProviderChoice = opts.executionProvider ?? {
-      provider: 'cpu',
-      requested: 'cpu',
-      source: 'config',
-      attempts: [],
-    };
-    const sessionOptions = ortSessionOptions({ threads: opts.threads, arena, executionProvider });
+    const sessionOptions = ortSessionOptions({ threads, arena, executionProvider });
     const forward = await ort.InferenceSession.create(
       buildForwardGraph(cfg.image_size, cfg.model.widths),
       sessionOptions,
     );
-    const buildBackward =
-      backwardGraphKind(opts) === 'generated' ? buildGeneratedBackwardGraph : buildBackwardGraph;
+    const buildBackward = backwardKind === 'generated' ? buildGeneratedBackwardGraph : buildBackwardGraph;
     const backward = await ort.InferenceSession.create(
       buildBackward(cfg.image_size, cfg.model.widths),
       sessionOptions,
@@ -167,6 +183,33 @@ export class OnnxTrainEngine implements TrainEngine {
         : null;
       lossGraph = { session, terms: onnxLossTerms(pixelWeights), perceptual };
     }
+    return { forward, backward, lossGraph };
+  }
+
+  static async create(
+    model: tf.LayersModel,
+    optimizer: tf.Optimizer,
+    loss: LossFunction,
+    cfg: TrainingConfig,
+    opts: OnnxTrainEngineOptions,
+  ): Promise<OnnxTrainEngine> {
+    const ort = await import('onnxruntime-node');
+    const layers = unetConvLayers(cfg.image_size, cfg.model.widths);
+    const executionProvider: ExecutionProviderChoice = opts.executionProvider ?? {
+      provider: 'cpu',
+      requested: 'cpu',
+      source: 'config',
+      attempts: [],
+    };
+    const backwardKind = backwardGraphKind(opts);
+    const sessions = await OnnxTrainEngine.buildSessions(
+      ort,
+      cfg,
+      loss,
+      opts.threads,
+      executionProvider,
+      backwardKind,
+    );
     const params: Param[] = [];
     for (const l of layers) {
       for (const [input, isKernel] of [
@@ -188,9 +231,7 @@ export class OnnxTrainEngine implements TrainEngine {
     }
     const engine = new OnnxTrainEngine(
       ort,
-      forward,
-      backward,
-      lossGraph,
+      sessions,
       layers,
       params,
       model,
@@ -199,9 +240,31 @@ export class OnnxTrainEngine implements TrainEngine {
       cfg,
       opts.threads,
       executionProvider,
+      backwardKind,
     );
     await engine.syncFromModel();
     return engine;
+  }
+
+  /**
+   * Rebuilds every session for `threads` intra-op threads (weights and Adam state live here, not in
+   * the sessions, so training continues where it was). Between steps only.
+   */
+  async setThreads(threads: number): Promise<void> {
+    if (threads === this.currentThreads) return;
+    const next = await OnnxTrainEngine.buildSessions(
+      this.ort,
+      this.cfg,
+      this.loss,
+      threads,
+      this.executionProvider,
+      this.backwardKind,
+    );
+    const old = this.sessions;
+    this.sessions = next;
+    this.currentThreads = threads;
+    for (const s of [old.forward, old.backward, old.lossGraph?.session, old.lossGraph?.perceptual?.session])
+      await s?.release();
   }
 
   get description(): string {

@@ -131,6 +131,8 @@ export const trainStep: StepFunction = async (ctx, hooks) => {
     runtime: result.engine.runtime ?? null,
     executionProvider: result.engine.executionProvider ?? null,
     threads: result.engine.threads ?? null,
+    // Later shares of the host's cores (other trainings there started or ended): [{epoch, threads}].
+    threadChanges: result.engine.threadChanges,
     gpu: result.engine.gpu ?? gpu ?? null,
     deviceFallback: result.engine.deviceFallback ?? null,
     epochsRun: result.epochsRun,

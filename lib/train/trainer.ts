@@ -35,6 +35,7 @@ import { EarlyStopping } from './early-stopping';
 import { createTrainEngine, type TrainEngine, type TrainEngineRuntime } from './engine';
 import { LrSchedule } from './schedule';
 import { createOptimizer } from './tfjs-train-engine';
+import { threadBudget } from './thread-budget';
 
 export interface TrainLogger {
   info(msg: string): void;
@@ -87,8 +88,16 @@ export interface TrainResult {
   lossWeights: Record<LossTerm, number>;
   trainSeconds: number;
   meanImagesPerSec: number | null;
-  /** The training engine (lib/train/engine) and why it was chosen. */
-  engine: { name: string; description: string; reason: string } & Partial<TrainEngineRuntime>;
+  /**
+   * The training engine (lib/train/engine) and why it was chosen; `threads` is the count it started
+   * with, `threadChanges` when (1-based epoch) it took another share of the host's cores.
+   */
+  engine: {
+    name: string;
+    description: string;
+    reason: string;
+    threadChanges: { epoch: number; threads: number }[];
+  } & Partial<TrainEngineRuntime>;
 }
 
 /** Thrown after the cancellation checkpoint is written. */
@@ -236,10 +245,23 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const started = performance.now();
   let imagesSeen = 0;
   let computeSeconds = 0;
+  const threadChanges: { epoch: number; threads: number }[] = [];
+  const startThreads = engine.runtime?.threads;
 
   try {
     while (state.epoch < totalEpochs && !early.stopped) {
       const epoch = state.epoch; // 0-based index of the epoch being run
+      // This host's other trainings started or ended: take the new share of its cores.
+      // (Not when the config fixes training.threads.)
+      const share = cfg.threads === null ? threadBudget() : null;
+      const current = engine.runtime?.threads;
+      if (share !== null && engine.setThreads && current !== undefined && share !== current) {
+        await engine.setThreads(share);
+        threadChanges.push({ epoch: epoch + 1, threads: share });
+        log.info(
+          `training threads ${current} -> ${share} from epoch ${epoch + 1} (${share > current ? 'other trainings on this host ended' : 'another training started on this host'})`,
+        );
+      }
       const lr = schedule.lrForEpoch(epoch);
       // A partial epoch (cancelled mid-way) continues with its saved order and RNG.
       const p = state.partial && state.partial.epoch === epoch ? state.partial : null;
@@ -414,6 +436,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       description: engine.description,
       reason: engineReason,
       ...(engine.runtime ?? { runtime: `tfjs ${tf.version.tfjs} ${tf.getBackend()}` }),
+      ...(engine.runtime?.threads !== undefined
+        ? { threads: threadChanges.length ? startThreads : engine.runtime.threads }
+        : {}),
+      threadChanges,
     },
   };
 }
