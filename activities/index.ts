@@ -15,6 +15,7 @@ import {
   type StepActivity,
   type StepFunction,
   type StepHooks,
+  type StepResult,
 } from '../lib/steps/contracts';
 import { adoptCachedStep, findCachedStep, recordCachedStep, stepCacheKey } from '../lib/steps/step-cache';
 import { syncDatasetCategory } from '../lib/store/dataset-mirror';
@@ -116,12 +117,15 @@ function stepActivity(
       }
       // Computed before the step runs: its inputs, not its outputs, make the key.
       // promote depends on the champion pointer, not only on its inputs: never cached.
-      // The cache index lives in a local runs root; a run in a store is not cached (yet).
-      const cacheKey = cache && activity !== 'promote' && !mirror ? await stepCacheKey(ctx, activity) : null;
+      // A run in a store keeps its index beside the runs in the bucket (RunMirror).
+      const cacheKey = cache && activity !== 'promote' ? await stepCacheKey(ctx, activity) : null;
       if (cacheKey) {
-        const hit = await findCachedStep(ctx, cacheKey);
+        const hit = mirror ? await mirror.findCachedStep(ctx, cacheKey) : await findCachedStep(ctx, cacheKey);
         if ('result' in hit) {
-          const result = await adoptCachedStep(ctx, hit);
+          const result =
+            mirror && 'run' in hit
+              ? await mirror.adoptCachedStep(ctx, hit)
+              : await adoptCachedStep(ctx, hit as { result: StepResult; runDir: string });
           const cachedFrom = String(result.summary.cachedFrom);
           await log.write('info', 'cached from an earlier run with the same inputs', {
             cachedFrom,
@@ -180,7 +184,7 @@ function stepActivity(
       heartbeat.flush();
       try {
         const result = await fn(ctx, hooks);
-        if (cacheKey) await recordCachedStep(ctx, cacheKey);
+        if (cacheKey && !mirror) await recordCachedStep(ctx, cacheKey);
         if (mirror) {
           for (const problem of await mirror.flush())
             await log.write('warn', 'a checkpoint was not uploaded', { problem });
@@ -193,6 +197,8 @@ function stepActivity(
           await log.write('info', 'champion pointer published', { store: mirror.runsRootUrl });
         // Published last, so the step's copy in the store includes this attempt's whole log.
         await mirror?.pushStep(ctx.category, ctx.step);
+        // Indexed only once published: a cache hit must find the whole step in the bucket.
+        if (cacheKey && mirror) await mirror.recordCachedStep(ctx, cacheKey);
         context.log.info('step finished', fields);
         return { result, reused: false };
       } finally {

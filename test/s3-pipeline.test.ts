@@ -83,6 +83,18 @@ function pipelineYaml(name = 's3e2e', epochs = EPOCHS, extraSteps: string[] = []
   ].join('\n');
 }
 
+/** A plan of one of this file's pipelines, its runs and its dataset in the bucket. */
+function bucketPlan(pipeline: string, runId: string, categories: string[], noCache = false) {
+  return buildRunPlan({
+    pipelinePath: join(dir, `${pipeline}.yaml`),
+    dataRoot: 's3://fleet/datasets/tiny',
+    runsRoot: 's3://fleet/runs',
+    runId,
+    categories,
+    noCache,
+  });
+}
+
 /** A worker host: its own folder (cwd), cache and run mirror; its own process group. */
 function startHost(name: string): Host {
   const hostDir = join(dir, name);
@@ -181,16 +193,9 @@ afterAll(async () => {
 
 describe('a run in object storage on two workers that share only Temporal and the bucket', () => {
   it('fans out, survives the training host dying, and serves from the bucket', async () => {
-    const plan = await buildRunPlan({
-      pipelinePath: join(dir, 's3e2e.yaml'),
-      dataRoot: 's3://fleet/datasets/tiny',
-      runsRoot: 's3://fleet/runs',
-      runId: 'r1',
-      categories: ['weave', 'chip'],
-    });
+    const plan = await bucketPlan('s3e2e', 'r1', CATEGORIES);
     expect(plan.runDir).toBe('s3://fleet/runs/s3e2e/r1');
-    // The step cache indexes a local runs root: off for a run in a bucket.
-    expect(plan.steps.every((s) => !s.cache)).toBe(true);
+    expect(plan.steps.every((s) => s.cache)).toBe(true);
     const handle = await startPipelineRun(client, plan);
 
     // The first checkpoint of weave's training reaches the bucket (its manifest is written last).
@@ -271,17 +276,24 @@ describe('a run in object storage on two workers that share only Temporal and th
       const pkg = await loadModelPackage(join(mirrored.localPath, key));
       expect(['weave', 'chip']).toContain(pkg.metadata.category);
     }
+
+    // The same inputs again: every step comes from the step cache in the bucket (its index beside
+    // the runs), and the new run's folder in the bucket is complete.
+    const again = await bucketPlan('s3e2e', 'r2', CATEGORIES);
+    const rerun = await (await startPipelineRun(client, again)).result();
+    expect(rerun.status).toBe('completed');
+    for (const c of rerun.categories) {
+      expect(Object.values(c.steps).every((st) => st === 'reused')).toBe(true);
+      for (const r of Object.values(c.results) as StepResult[]) expect(r.summary.cachedFrom).toBe('s3e2e/r1');
+    }
+    expect(await runs.exists('s3e2e/r2/weave/package/package/manifest.json')).toBe(true);
+    expect(await runs.exists('s3e2e/r2/weave/train/_manifest.json')).toBe(true);
   }, 300_000);
   it('promotes through a champion pointer in the bucket, and serving from the bucket follows it', async () => {
     const promotions: Record<string, { promoted: boolean; reason: string }> = {};
     for (const runId of ['n1', 'n2']) {
-      const plan = await buildRunPlan({
-        pipelinePath: join(dir, 's3nightly.yaml'),
-        dataRoot: 's3://fleet/datasets/tiny',
-        runsRoot: 's3://fleet/runs',
-        runId,
-        categories: ['weave'],
-      });
+      // Two distinct models to promote and roll back between (the cache would make n2 a copy of n1).
+      const plan = await bucketPlan('s3nightly', runId, ['weave'], true);
       const summary = await (await startPipelineRun(client, plan)).result();
       expect(summary.categories[0].failure?.message ?? null).toBeNull();
       promotions[runId] = JSON.parse(

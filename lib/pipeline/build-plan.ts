@@ -197,7 +197,6 @@ export async function buildRunPlan(opts: BuildRunPlanOptions): Promise<RunPlan> 
   }));
 
   const runId = opts.runId ?? newRunId();
-  const remote = isRemoteStoreUrl(opts.runsRoot ?? '');
   if (!NAME_RE.test(runId)) {
     throw new UserError(
       'INVALID_ARGUMENT',
@@ -218,8 +217,7 @@ export async function buildRunPlan(opts: BuildRunPlanOptions): Promise<RunPlan> 
     dataRoot,
     concurrency: spec.concurrency,
     categories,
-    // The step cache's index lives in a local runs root: a run in a store runs every step.
-    steps: spec.steps.map((s) => ({ ...stepPlan(s, spec), cache: !opts.noCache && !remote && s.cache })),
+    steps: spec.steps.map((s) => ({ ...stepPlan(s, spec), cache: !opts.noCache && s.cache })),
     schedule: schedulePlan(spec),
     configHash: sha256(hashInput),
   };

@@ -14,10 +14,10 @@
  * Steps themselves never see the store: they read and write the local mirror as they would a
  * local run folder.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, posix, resolve } from 'node:path';
 import type { StepContext, StepResult } from '../steps/contracts';
-import { sha256File } from '../util/atomic';
+import { sha256File, writeJsonAtomic } from '../util/atomic';
 import { defaultCacheDir } from './cache';
 import { StoreError } from './errors';
 import { joinKey } from './keys';
@@ -224,11 +224,102 @@ export class RunMirror {
     return { result };
   }
 
+  /** `<pipeline>/<run id>`: the run's key below the runs root. */
+  get runKey(): string {
+    return this.runUrl.replace(/\/+$/, '').split('/').slice(-2).join('/');
+  }
+
+  /**
+   * The step cache of runs in a bucket (lib/steps/step-cache's key; the index beside the runs:
+   * `<runs root>/.step-cache/<key>.json`): an earlier run's published step with this key, verified
+   * against its manifest, or why there is none.
+   */
+  async findCachedStep(
+    ctx: StepContext,
+    key: string,
+  ): Promise<{ result: StepResult; run: string } | { reason: string }> {
+    const root = this.openRunsRoot();
+    try {
+      let entry: { key?: string; run?: string; category?: string; step?: string };
+      try {
+        entry = JSON.parse((await root.getBytes(cacheEntryKey(key))).toString('utf8'));
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'NOT_FOUND')
+          return { reason: 'no earlier run with these inputs' };
+        throw err;
+      }
+      if (
+        entry.key !== key ||
+        !entry.run ||
+        entry.run === this.runKey ||
+        entry.category !== ctx.category ||
+        entry.step !== ctx.step
+      )
+        return { reason: 'cache entry does not apply' };
+      const prefix = joinKey(entry.run, ctx.category, ctx.step);
+      let manifest: Awaited<ReturnType<typeof readManifest>>;
+      try {
+        manifest = await readManifest(root, prefix);
+      } catch (err) {
+        if (err instanceof StoreError && !err.retryable)
+          return { reason: `the cached run ${entry.run} no longer has ${prefix}` };
+        throw err;
+      }
+      const resultEntry = manifest.files.find((f) => f.path === 'result.json');
+      if (!resultEntry) return { reason: `${prefix} has no result.json` };
+      const result = JSON.parse(
+        (await root.getBytes(joinKey(prefix, 'result.json'), { sha256: resultEntry.sha256 })).toString(
+          'utf8',
+        ),
+      ) as StepResult;
+      const bySha = new Map(manifest.files.map((f) => [joinKey(ctx.category, ctx.step, f.path), f.sha256]));
+      for (const o of result.outputs)
+        if (bySha.get(o.path) !== o.sha256)
+          return { reason: `cached artifact ${o.path} of ${entry.run} is not as recorded` };
+      return { result, run: entry.run };
+    } finally {
+      await root.close();
+    }
+  }
+
+  /**
+   * Brings the cached step's folder into this run: fetched into the mirror (verified), its result
+   * marked `cachedFrom`, then published under this run like a step that ran.
+   */
+  async adoptCachedStep(ctx: StepContext, hit: { result: StepResult; run: string }): Promise<StepResult> {
+    const root = this.openRunsRoot();
+    try {
+      await fetchDir(root, joinKey(hit.run, ctx.category, ctx.step), ctx.stepDir);
+    } finally {
+      await root.close();
+    }
+    await rm(join(ctx.stepDir, 'logs'), { recursive: true, force: true });
+    const result: StepResult = { ...hit.result, summary: { ...hit.result.summary, cachedFrom: hit.run } };
+    await writeJsonAtomic(join(ctx.stepDir, 'result.json'), result);
+    await this.pushStep(ctx.category, ctx.step);
+    return result;
+  }
+
+  /** Records this run's completed step under its key (the newest run wins). */
+  async recordCachedStep(ctx: StepContext, key: string): Promise<void> {
+    const root = this.openRunsRoot();
+    try {
+      const entry = { key, run: this.runKey, category: ctx.category, step: ctx.step };
+      await root.putBytes(cacheEntryKey(key), `${JSON.stringify(entry)}\n`, {
+        contentType: 'application/json',
+      });
+    } finally {
+      await root.close();
+    }
+  }
+
   async close(): Promise<void> {
     await this.uploads;
     await this.store.close();
   }
 }
+
+const cacheEntryKey = (key: string) => `.step-cache/${key}.json`;
 
 const locks = new Map<string, Promise<unknown>>();
 
