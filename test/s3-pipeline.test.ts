@@ -166,7 +166,9 @@ beforeAll(async () => {
       '  - { name: promote, activity: promote, needs: [package], params: { tolerance: 0.01 } }',
     ]),
   );
-  [temporal, s3] = await Promise.all([startTestServer(), startS3Server()]);
+  // One after the other: each picks free ports, and the other must not take them meanwhile.
+  temporal = await startTestServer();
+  s3 = await startS3Server();
   await s3.createBucket('fleet');
   // The AWS SDK's credential chain reads process.env; the hosts inherit it (with their own caches).
   Object.assign(process.env, s3.env(), { ANOMALY_SPOTTER_CACHE_DIR: join(dir, 'test-cache') });

@@ -66,7 +66,24 @@ export function findWeedBinary(env: NodeJS.ProcessEnv = process.env): string | n
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Starts the server; a start that fails (a free port taken by another process between picking and
+ * binding it, a slow machine) is tried again on new ports, up to three times.
+ */
 export async function startS3Server(opts: { startTimeoutMs?: number } = {}): Promise<TestS3Server> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startS3ServerOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/exited during startup|not ready/.test((err as Error).message)) throw err;
+      process.stderr.write(
+        `weed start attempt ${attempt} failed, retrying: ${(err as Error).message.split('\n')[0]}\n`,
+      );
+    }
+  }
+}
+
+async function startS3ServerOnce(opts: { startTimeoutMs?: number }): Promise<TestS3Server> {
   const weed = findWeedBinary();
   if (!weed)
     throw new Error(
