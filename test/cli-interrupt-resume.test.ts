@@ -230,11 +230,18 @@ describe('pipeline CLI: Ctrl-C, then resume', () => {
       '2',
       '--no-progress',
     ]);
-    const firstCheckpoint = (c: string) => join(runDir, c, 'train', 'checkpoints', 'epoch-0001');
-    // Both categories train at once; the checkpoint folder appears by rename, so it is complete.
+    // Both categories train at once: wait until each has a checkpoint and neither has finished.
+    // Checkpoint folders appear by rename, so one that is listed is complete. Not epoch-0001 of both at
+    // the same moment: keep_last thins it away within two epochs, and the categories need not start
+    // together (the first to train gets the idle slot's cores until the other starts).
+    const training = (c: string) =>
+      !existsSync(join(runDir, c, 'train', 'result.json')) &&
+      (existsSync(join(runDir, c, 'train', 'checkpoints'))
+        ? readdirSync(join(runDir, c, 'train', 'checkpoints')).some((n) => /^epoch-\d{4}$/.test(n))
+        : false);
     await waitFor(
-      'a first checkpoint of every category',
-      () => CATEGORIES.every((c) => existsSync(firstCheckpoint(c))),
+      'a checkpoint of every category while both train',
+      () => CATEGORIES.every(training),
       75_000,
       first,
     );
