@@ -15,9 +15,8 @@ import {
   type StepActivity,
   type StepFunction,
   type StepHooks,
-  type StepResult,
 } from '../lib/steps/contracts';
-import { adoptCachedStep, findCachedStep, recordCachedStep, stepCacheKey } from '../lib/steps/step-cache';
+import { recordCachedStep, reuseCachedStep, stepCacheKey } from '../lib/steps/step-cache';
 import { syncDatasetCategory } from '../lib/store/dataset-mirror';
 import { isStoreError } from '../lib/store/errors';
 import { isRemoteStoreUrl } from '../lib/store/open';
@@ -120,12 +119,11 @@ function stepActivity(
       // A run in a store keeps its index beside the runs in the bucket (RunMirror).
       const cacheKey = cache && activity !== 'promote' ? await stepCacheKey(ctx, activity) : null;
       if (cacheKey) {
-        const hit = mirror ? await mirror.findCachedStep(ctx, cacheKey) : await findCachedStep(ctx, cacheKey);
+        const hit = mirror
+          ? await mirror.reuseCachedStep(ctx, cacheKey)
+          : await reuseCachedStep(ctx, cacheKey);
         if ('result' in hit) {
-          const result =
-            mirror && 'run' in hit
-              ? await mirror.adoptCachedStep(ctx, hit)
-              : await adoptCachedStep(ctx, hit as { result: StepResult; runDir: string });
+          const { result } = hit;
           const cachedFrom = String(result.summary.cachedFrom);
           await log.write('info', 'cached from an earlier run with the same inputs', {
             cachedFrom,

@@ -126,8 +126,8 @@ export async function mirrorRemoteModels(
       single = true;
     } else {
       const suffix = `/package/${PACKAGE_FILES.manifest}`;
-      const prefixes = (await store.list())
-        .map((o) => o.key)
+      const keys = (await store.list()).map((o) => o.key);
+      const prefixes = keys
         .filter((k) => k.endsWith(suffix) || k === `package/${PACKAGE_FILES.manifest}`)
         .map((k) => k.slice(0, -PACKAGE_FILES.manifest.length - 1));
       if (prefixes.length === 0)
@@ -166,9 +166,7 @@ export async function mirrorRemoteModels(
         }
       }
       // A category with a champion pointer (the promote step) is served its champion, as locally.
-      for (const key of (await store.list(`${CHAMPIONS_DIR}/`))
-        .map((o) => o.key)
-        .filter((k) => k.endsWith('.json'))) {
+      for (const key of keys.filter((k) => k.startsWith(`${CHAMPIONS_DIR}/`) && k.endsWith('.json'))) {
         try {
           const p = await readJson(store, key, loosePointer);
           if (!prefixes.includes(p.packageDir)) {

@@ -205,3 +205,12 @@ export async function recordCachedStep(ctx: StepContext, key: string): Promise<v
   const entry: CacheEntry = { key, runDir: ctx.runDir, category: ctx.category, step: ctx.step };
   await writeJsonAtomic(entryPath(ctx, key), entry);
 }
+
+/** findCachedStep then adoptCachedStep: the earlier run's outputs in this run, or why not. */
+export async function reuseCachedStep(
+  ctx: StepContext,
+  key: string,
+): Promise<{ result: StepResult } | { reason: string }> {
+  const hit = await findCachedStep(ctx, key);
+  return 'result' in hit ? { result: await adoptCachedStep(ctx, hit) } : hit;
+}

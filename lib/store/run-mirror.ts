@@ -193,35 +193,7 @@ export class RunMirror {
    * every output the result names is in the manifest with the recorded sha256.
    */
   async loadPublishedResult(ctx: StepContext): Promise<{ result: StepResult } | { reason: string }> {
-    const prefix = joinKey(ctx.category, ctx.step);
-    let manifest: Awaited<ReturnType<typeof readManifest>>;
-    try {
-      manifest = await readManifest(this.store, prefix);
-    } catch (err) {
-      if (err instanceof StoreError && err.code === 'NOT_FOUND')
-        return { reason: `not published to ${this.store.describe(prefix)}` };
-      throw err;
-    }
-    const entry = manifest.files.find((f) => f.path === 'result.json');
-    if (!entry) return { reason: 'the published step has no result.json' };
-    let result: StepResult;
-    try {
-      result = JSON.parse(
-        (await this.store.getBytes(joinKey(prefix, 'result.json'), { sha256: entry.sha256 })).toString(
-          'utf8',
-        ),
-      ) as StepResult;
-    } catch (err) {
-      return { reason: `published result.json unreadable (${(err as Error).message})` };
-    }
-    if (result.step !== ctx.step || result.category !== ctx.category)
-      return { reason: `published result.json belongs to ${result.category}/${result.step}` };
-    const bySha = new Map(manifest.files.map((f) => [joinKey(prefix, f.path), f.sha256]));
-    for (const out of result.outputs) {
-      if (bySha.get(out.path) !== out.sha256)
-        return { reason: `artifact ${out.path} is not published with the recorded sha256` };
-    }
-    return { result };
+    return readPublishedStep(this.store, joinKey(ctx.category, ctx.step), ctx);
   }
 
   /** `<pipeline>/<run id>`: the run's key below the runs root. */
@@ -232,12 +204,10 @@ export class RunMirror {
   /**
    * The step cache of runs in a bucket (lib/steps/step-cache's key; the index beside the runs:
    * `<runs root>/.step-cache/<key>.json`): an earlier run's published step with this key, verified
-   * against its manifest, or why there is none.
+   * against its manifest, brought into this run (fetched into the mirror, its result marked
+   * `cachedFrom`, then published under this run like a step that ran); or why there is none.
    */
-  async findCachedStep(
-    ctx: StepContext,
-    key: string,
-  ): Promise<{ result: StepResult; run: string } | { reason: string }> {
+  async reuseCachedStep(ctx: StepContext, key: string): Promise<{ result: StepResult } | { reason: string }> {
     const root = this.openRunsRoot();
     try {
       let entry: { key?: string; run?: string; category?: string; step?: string };
@@ -248,56 +218,27 @@ export class RunMirror {
           return { reason: 'no earlier run with these inputs' };
         throw err;
       }
+      const run = entry.run;
       if (
         entry.key !== key ||
-        !entry.run ||
-        entry.run === this.runKey ||
+        !run ||
+        run === this.runKey ||
         entry.category !== ctx.category ||
         entry.step !== ctx.step
       )
         return { reason: 'cache entry does not apply' };
-      const prefix = joinKey(entry.run, ctx.category, ctx.step);
-      let manifest: Awaited<ReturnType<typeof readManifest>>;
-      try {
-        manifest = await readManifest(root, prefix);
-      } catch (err) {
-        if (err instanceof StoreError && !err.retryable)
-          return { reason: `the cached run ${entry.run} no longer has ${prefix}` };
-        throw err;
-      }
-      const resultEntry = manifest.files.find((f) => f.path === 'result.json');
-      if (!resultEntry) return { reason: `${prefix} has no result.json` };
-      const result = JSON.parse(
-        (await root.getBytes(joinKey(prefix, 'result.json'), { sha256: resultEntry.sha256 })).toString(
-          'utf8',
-        ),
-      ) as StepResult;
-      const bySha = new Map(manifest.files.map((f) => [joinKey(ctx.category, ctx.step, f.path), f.sha256]));
-      for (const o of result.outputs)
-        if (bySha.get(o.path) !== o.sha256)
-          return { reason: `cached artifact ${o.path} of ${entry.run} is not as recorded` };
-      return { result, run: entry.run };
+      const prefix = joinKey(run, ctx.category, ctx.step);
+      const hit = await readPublishedStep(root, prefix, ctx);
+      if (!('result' in hit)) return { reason: `the cached run ${run}: ${hit.reason}` };
+      await fetchDir(root, prefix, ctx.stepDir);
+      await rm(join(ctx.stepDir, 'logs'), { recursive: true, force: true });
+      const result: StepResult = { ...hit.result, summary: { ...hit.result.summary, cachedFrom: run } };
+      await writeJsonAtomic(join(ctx.stepDir, 'result.json'), result);
+      await this.pushStep(ctx.category, ctx.step);
+      return { result };
     } finally {
       await root.close();
     }
-  }
-
-  /**
-   * Brings the cached step's folder into this run: fetched into the mirror (verified), its result
-   * marked `cachedFrom`, then published under this run like a step that ran.
-   */
-  async adoptCachedStep(ctx: StepContext, hit: { result: StepResult; run: string }): Promise<StepResult> {
-    const root = this.openRunsRoot();
-    try {
-      await fetchDir(root, joinKey(hit.run, ctx.category, ctx.step), ctx.stepDir);
-    } finally {
-      await root.close();
-    }
-    await rm(join(ctx.stepDir, 'logs'), { recursive: true, force: true });
-    const result: StepResult = { ...hit.result, summary: { ...hit.result.summary, cachedFrom: hit.run } };
-    await writeJsonAtomic(join(ctx.stepDir, 'result.json'), result);
-    await this.pushStep(ctx.category, ctx.step);
-    return result;
   }
 
   /** Records this run's completed step under its key (the newest run wins). */
@@ -333,6 +274,45 @@ async function oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
   } finally {
     if (locks.get(key) === run) locks.delete(key);
   }
+}
+
+/**
+ * A published step (`prefix`: its folder in `store`), when its manifest exists, lists result.json,
+ * the result is this step's, and every output it names is in the manifest with the recorded sha256.
+ * A manifest or result the store cannot give (missing, corrupt) is a reason, not an error.
+ */
+async function readPublishedStep(
+  store: ArtifactStore,
+  prefix: string,
+  ctx: Pick<StepContext, 'category' | 'step'>,
+): Promise<{ result: StepResult } | { reason: string }> {
+  let manifest: Awaited<ReturnType<typeof readManifest>>;
+  try {
+    manifest = await readManifest(store, prefix);
+  } catch (err) {
+    if (err instanceof StoreError && !err.retryable)
+      return { reason: `not published (complete) at ${store.describe(prefix)}: ${err.code}` };
+    throw err;
+  }
+  const entry = manifest.files.find((f) => f.path === 'result.json');
+  if (!entry) return { reason: 'the published step has no result.json' };
+  let result: StepResult;
+  try {
+    result = JSON.parse(
+      (await store.getBytes(joinKey(prefix, 'result.json'), { sha256: entry.sha256 })).toString('utf8'),
+    ) as StepResult;
+  } catch (err) {
+    if (err instanceof StoreError && err.retryable) throw err;
+    return { reason: `published result.json unreadable (${(err as Error).message})` };
+  }
+  if (result.step !== ctx.step || result.category !== ctx.category)
+    return { reason: `published result.json belongs to ${result.category}/${result.step}` };
+  // Output paths are run-relative (`<category>/<step>/...`), whichever run the folder belongs to.
+  const bySha = new Map(manifest.files.map((f) => [joinKey(ctx.category, ctx.step, f.path), f.sha256]));
+  for (const out of result.outputs)
+    if (bySha.get(out.path) !== out.sha256)
+      return { reason: `artifact ${out.path} is not published with the recorded sha256` };
+  return { result };
 }
 
 /** True when the mirror's copy of a step holds its result.json and every output with its sha256. */
